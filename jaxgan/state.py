@@ -1,0 +1,121 @@
+"""Training state of a GAN as explicit pytrees.
+
+:class:`GANState` holds everything a run needs to continue: the step, the run's
+RNG key, per player the params, the non-trained model collections and the
+optimizer state, the EMA of G's params, and a dict of technique state
+(``extra``, e.g. the CoopInit phase or the DDST balance-ratio queue). Optimizers
+themselves (``optax.GradientTransformation``) are static and passed to the step
+builders; everything that changes is here, so one checkpoint is complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class Player:
+  """One network with its optimizer state.
+
+  Attributes:
+    params: trained parameters.
+    model_state: other Flax collections (``batch_stats``, spectral-norm
+      vectors); ``{}`` when there are none.
+    opt_state: the optax state of this player's transformation.
+  """
+
+  params: PyTree
+  model_state: dict
+  opt_state: PyTree
+
+  @property
+  def variables(self) -> dict:
+    return {'params': self.params, **self.model_state}
+
+
+@flax.struct.dataclass
+class GANState:
+  """The whole state of a GAN run.
+
+  Attributes:
+    step: iterations done (int32 scalar).
+    rng: the run's base key; step ``t`` uses ``fold_in(rng, t)``.
+    g: the generator.
+    d: the discriminator.
+    ema_params: exponential moving average of G's params (``None`` if off).
+    extra: technique state by name (``{}`` if none).
+  """
+
+  step: jax.Array
+  rng: jax.Array
+  g: Player
+  d: Player
+  ema_params: PyTree | None
+  extra: dict
+
+
+def init_player(
+    module_init, key: jax.Array, example_input: jax.Array, tx: optax.GradientTransformation
+) -> Player:
+  """Initializes a Flax module and its optimizer state.
+
+  Args:
+    module_init: the module's ``init``, called as ``init(rngs, x, train=False)``.
+    key: PRNG key.
+    example_input: an input batch of the right shape (values unused).
+    tx: the player's optimizer.
+  """
+  params_key, dropout_key = jax.random.split(key)
+  variables = module_init({'params': params_key, 'dropout': dropout_key}, example_input, train=False)
+  variables = dict(variables)
+  params = variables.pop('params')
+  return Player(params=params, model_state=variables, opt_state=tx.init(params))
+
+
+def create_state(
+    key: jax.Array,
+    *,
+    g_module,
+    d_module,
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+    latent_dim: int,
+    image_shape: tuple[int, int, int],
+    use_ema: bool = True,
+    extra: dict | None = None,
+) -> GANState:
+  """Builds a fresh :class:`GANState` for Flax Linen G and D.
+
+  Args:
+    key: PRNG key; the G/D init keys and the run key are derived from it.
+    g_module: generator, ``__call__(z [B, nz], train) -> [B, H, W, C]``.
+    d_module: discriminator, ``__call__(x [B, H, W, C], train) -> [B]``.
+    g_tx: G's optimizer; ``d_tx``: D's.
+    latent_dim: ``nz``.
+    image_shape: ``(H, W, C)``.
+    use_ema: keep an EMA copy of G's params (initialized to G's params).
+    extra: initial technique state.
+  """
+  if latent_dim <= 0:
+    raise ValueError(f'latent_dim must be positive, got {latent_dim}.')
+  if len(image_shape) != 3:
+    raise ValueError(f'image_shape must be (H, W, C), got {image_shape!r}.')
+  g_key, d_key, run_key = jax.random.split(key, 3)
+  g = init_player(g_module.init, g_key, jnp.zeros((2, latent_dim), jnp.float32), g_tx)
+  d = init_player(d_module.init, d_key, jnp.zeros((2, *image_shape), jnp.float32), d_tx)
+  ema = jax.tree.map(jnp.copy, g.params) if use_ema else None
+  return GANState(
+      step=jnp.zeros((), jnp.int32),
+      rng=run_key,
+      g=g,
+      d=d,
+      ema_params=ema,
+      extra=dict(extra or {}),
+  )
