@@ -57,11 +57,16 @@ InputTransform = Callable[[Array, Array], Array]
 DPerturbation = Callable[[Callable[[Array], Array], Array, Array, Array], tuple[Array, Array]]
 
 
+# Collections that are inputs, never model state: trained params, and the
+# feature perturbations that AdvAug passes to ``self.perturb`` hooks.
+_NOT_STATE = ('params', 'perturbations')
+
+
 def make_apply(module: nn.Module) -> ApplyFn:
   """Adapts a Flax Linen module whose ``__call__(x, train)`` to :class:`ApplyFn`."""
 
   def apply(variables, x, *, train, rngs=None):
-    mutable = [name for name in variables if name != 'params'] if train else False
+    mutable = [name for name in variables if name not in _NOT_STATE] if train else False
     if mutable:
       return module.apply(variables, x, train=train, rngs=rngs, mutable=mutable)
     return module.apply(variables, x, train=train, rngs=rngs), {}

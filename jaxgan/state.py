@@ -76,6 +76,7 @@ def init_player(
   variables = module_init({'params': params_key, 'dropout': dropout_key}, example_input, train=False)
   variables = dict(variables)
   params = variables.pop('params')
+  variables.pop('perturbations', None)  # AdvAug hooks: inputs, not state
   return Player(params=params, model_state=variables, opt_state=tx.init(params))
 
 

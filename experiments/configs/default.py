@@ -1,0 +1,52 @@
+"""Base config: every field of a jaxgan run, with its default.
+
+Other configs import this and override what differs. Run any config with
+  python -m experiments.main --config experiments/configs/NAME.py --workdir DIR [--config.key=value ...]
+"""
+
+import ml_collections
+
+
+def optimizer(lr=2e-4, b1=0.5, b2=0.999, weight_decay=0.0):
+  return ml_collections.ConfigDict(dict(lr=lr, b1=b1, b2=b2, weight_decay=weight_decay))
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Data: 'mnist5k' (offline), 'digits8x8', 'stacked_mnist', '8ring', '25grid', or a tfds name.
+  c.dataset = 'mnist5k'
+  c.data_dir = ''  # '' = $JAXGAN_DATA_DIR or ~/.cache/jaxgan
+  c.subset = ml_collections.ConfigDict(dict(fraction=0.0, count=0, seed=0, class_balanced=False))
+  c.pad_to = 0  # e.g. 32 to train 32x32 models on 28x28 MNIST
+  c.toy_points = 100_000  # size of the sampled 2-D mixture training set
+  # Models: see jaxgan.models.get_models.
+  c.model = 'dcgan28'
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.latent_dim = 100
+  # Game and trainer.
+  c.loss = 'ns'  # minimax | ns | wgan | hinge | lsgan
+  c.trainer = 'two_stage'  # two_stage | one_stage
+  c.onestage_mode = 'auto'  # auto | symmetric | asymmetric | exact
+  c.n_dis = 1
+  c.batch_size = 64
+  c.num_steps = 2000
+  c.g_optimizer = optimizer()
+  c.d_optimizer = optimizer()
+  c.ema_decay = 0.999  # 0 = no EMA generator
+  c.weight_clip = 0.0  # WGAN critic clipping (0.01 in the reference); 0 = off
+  c.r1_weight = 0.0
+  c.gp_weight = 0.0
+  c.skip_nonfinite_updates = False  # optax.apply_if_finite around both optimizers
+  c.precision = 'float32'  # bfloat16: compute in bf16 on accelerators; params/opt state stay f32
+  # Schedule of the loop.
+  c.log_every = 50
+  c.sample_every = 500
+  c.eval_every = 0  # 0 = only at the end if eval_samples > 0
+  c.eval_samples = 1000
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.best_metric = ''  # e.g. 'fid' to keep the best checkpoint by it
+  c.best_mode = 'min'
+  c.distributed = False  # call jax.distributed.initialize() (multi-host)
+  return c

@@ -1,0 +1,240 @@
+"""Turns a config into the pieces of a run: data, models, optimizers, game, steps.
+
+This is where the techniques meet: the config names them, and
+:func:`build_run` wires each into the game (D-input transform, D perturbation,
+regularizers), the optimizers (sparse masks) and the loop's slow schedules.
+Every check of a config value happens here, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxgan import data as jdata
+from jaxgan import losses, models, onestage, regularizers, writers
+from jaxgan.game import Game, gaussian_latents, make_apply
+from jaxgan.state import GANState, create_state
+from jaxgan.steps import two_stage_step
+
+TRAINERS = ('two_stage', 'one_stage')
+PRECISIONS = ('float32', 'bfloat16')
+TOY_DATASETS = ('8ring', '25grid')
+
+
+def _fail(field: str, value, fix: str):
+  raise ValueError(f'config.{field}={value!r} is invalid: {fix}')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every scalar field of ``config``; raises ``ValueError`` naming the fix."""
+  for field in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'latent_dim', 'n_dis'):
+    value = config[field]
+    if not isinstance(value, int) or value < 1:
+      _fail(field, value, 'use a positive integer.')
+  for field in ('sample_every', 'eval_every', 'eval_samples'):
+    if not isinstance(config[field], int) or config[field] < 0:
+      _fail(field, config[field], 'use an integer >= 0 (0 turns it off).')
+  if config.trainer not in TRAINERS:
+    _fail('trainer', config.trainer, f'choose one of {TRAINERS}.')
+  if config.trainer == 'one_stage' and config.n_dis != 1:
+    _fail('n_dis', config.n_dis, 'one-stage training updates G and D from one pass: use n_dis=1.')
+  if config.loss not in losses.LOSSES:
+    _fail('loss', config.loss, f'choose one of {sorted(losses.LOSSES)}.')
+  if config.onestage_mode not in onestage.MODES:
+    _fail('onestage_mode', config.onestage_mode, f'choose one of {onestage.MODES}.')
+  if config.precision not in PRECISIONS:
+    _fail('precision', config.precision, f'choose one of {PRECISIONS}.')
+  if not 0.0 <= config.ema_decay < 1.0:
+    _fail('ema_decay', config.ema_decay, 'use a value in [0, 1); 0 turns the EMA off.')
+  for name in ('g_optimizer', 'd_optimizer'):
+    opt = config[name]
+    if opt.lr <= 0:
+      _fail(f'{name}.lr', opt.lr, 'use a positive learning rate, e.g. 2e-4.')
+    for b in ('b1', 'b2'):
+      if not 0.0 <= opt[b] < 1.0:
+        _fail(f'{name}.{b}', opt[b], 'Adam betas lie in [0, 1).')
+  for field in ('weight_clip', 'r1_weight', 'gp_weight'):
+    if config[field] < 0:
+      _fail(field, config[field], 'use a value >= 0 (0 turns it off).')
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, skip_nonfinite: bool) -> optax.GradientTransformation:
+  """Adam (or AdamW when ``weight_decay > 0``) from an optimizer config section."""
+  if opt.get('weight_decay', 0.0) > 0:
+    tx = optax.adamw(opt.lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+  else:
+    tx = optax.adam(opt.lr, b1=opt.b1, b2=opt.b2)
+  if skip_nonfinite:
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=1_000_000)
+  return tx
+
+
+def check_batch_values(batch: dict, config: ml_collections.ConfigDict) -> None:
+  """Host-side check of the first batch: float images in [-1, 1]."""
+  x = np.asarray(batch['image'])
+  if not np.issubdtype(x.dtype, np.floating):
+    raise ValueError(f'batch images have dtype {x.dtype}; the data pipeline must give float32 in [-1, 1].')
+  if config.dataset not in TOY_DATASETS and (x.min() < -1.0 - 1e-6 or x.max() > 1.0 + 1e-6):
+    raise ValueError(
+        f'batch images span [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; scale them with '
+        'jaxgan.data.to_float (uint8) or x * 2 - 1 (floats in [0, 1]).'
+    )
+
+
+@dataclasses.dataclass
+class Run:
+  """The pieces of one run, built from a config by :func:`build_run`."""
+
+  config: ml_collections.ConfigDict
+  arrays: dict
+  image_shape: tuple
+  g_module: object
+  d_module: object
+  game: Game
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  steps: dict[str, Callable]
+  evaluate_fn: Callable[[GANState, int], dict] | None = None
+
+  def init_state(self, key) -> GANState:
+    return create_state(
+        key,
+        g_module=self.g_module,
+        d_module=self.d_module,
+        g_tx=self.g_tx,
+        d_tx=self.d_tx,
+        latent_dim=self.config.latent_dim,
+        image_shape=self.image_shape,
+        use_ema=self.config.ema_decay > 0,
+    )
+
+  def make_batches(self, *, process_index: int, process_count: int):
+    rows = self.config.batch_size * self.config.n_dis
+    return jdata.Batches(
+        self.arrays,
+        rows,
+        seed=self.config.seed,
+        process_index=process_index,
+        process_count=process_count,
+    )
+
+  def step_name(self, step: int) -> str:
+    del step
+    return 'train'
+
+  def before_step(self, state: GANState, step: int) -> GANState:
+    del step
+    return state
+
+  def after_step(self, state: GANState, metrics: dict, step: int) -> tuple[GANState, dict]:
+    del metrics, step
+    return state, {}
+
+  def generate(self, state: GANState, z) -> np.ndarray:
+    params = state.ema_params if state.ema_params is not None else state.g.params
+    out, _ = self.game.g_apply({'params': params, **state.g.model_state}, z, train=False)
+    return np.asarray(jax.device_get(out), np.float32)
+
+  def write_samples(self, state: GANState, path: Path) -> None:
+    z = self.game.sample_latents(jax.random.PRNGKey(1234), 64)
+    samples = self.generate(state, z)
+    if samples.ndim == 2:
+      writers.save_points_plot(path, samples, self.arrays['image'][:2000])
+    else:
+      writers.save_image_grid(path, samples, ncols=8)
+
+  def evaluate(self, state: GANState, n_samples: int) -> dict:
+    if self.evaluate_fn is None:
+      return {}
+    return self.evaluate_fn(state, n_samples)
+
+
+def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
+  """The training set as ``{'image': float32 [N, ...] , 'label': int [N]}``."""
+  data_dir = config.get('data_dir') or None
+  if config.dataset in TOY_DATASETS:
+    points = jdata.gaussian_mixture(config.dataset, config.get('toy_points', 100_000), seed=config.seed)
+    return {'image': np.asarray(points, np.float32), 'label': np.zeros(len(points), np.int64)}
+  arrays = jdata.load_arrays(config.dataset, 'train', data_dir=data_dir)
+  sub = config.get('subset')
+  if sub is not None and (sub.get('fraction', 0.0) or sub.get('count', 0)):
+    arrays = jdata.subset(
+        arrays,
+        fraction=sub.get('fraction') or None,
+        count=sub.get('count') or None,
+        seed=sub.get('seed', 0),
+        class_balanced=sub.get('class_balanced', False),
+    )
+  images = jdata.to_float(arrays['image'])
+  if config.get('pad_to', 0):
+    images = jdata.pad_to(images, config.pad_to)
+  return {'image': images, 'label': np.asarray(arrays['label'])}
+
+
+def build_game(config: ml_collections.ConfigDict, g_module, d_module) -> Game:
+  """The Game of this config: loss, latents, regularizers, technique hooks."""
+  g_apply, d_apply = make_apply(g_module), make_apply(d_module)
+  d_regs = []
+  if config.r1_weight > 0:
+    d_regs.append(regularizers.r1_penalty(d_apply, config.r1_weight))
+  if config.gp_weight > 0:
+    d_regs.append(regularizers.wgan_gp_penalty(d_apply, config.gp_weight))
+  return Game(
+      g_apply=g_apply,
+      d_apply=d_apply,
+      loss=losses.get_loss(config.loss),
+      sample_latents=gaussian_latents(config.latent_dim),
+      d_regularizers=tuple(d_regs),
+      d_batch_coupled=models.d_is_batch_coupled(d_module),
+  )
+
+
+def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwargs) -> Callable:
+  """The adversarial step the config names (two-stage or one-stage)."""
+  common = dict(
+      ema_decay=config.ema_decay if config.ema_decay > 0 else None,
+      weight_clip=config.weight_clip if config.weight_clip > 0 else None,
+      **kwargs,
+  )
+  if config.trainer == 'one_stage':
+    return onestage.one_stage_step(game, g_tx, d_tx, mode=config.onestage_mode, **common)
+  return two_stage_step(game, g_tx, d_tx, n_dis=config.n_dis, **common)
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Builds every piece of the run; all config errors surface here."""
+  validate_config(config)
+  arrays = load_training_arrays(config)
+  image_shape = tuple(arrays['image'].shape[1:])
+  model_kwargs = dict(config.get('model_kwargs', {}))
+  if config.precision == 'bfloat16':
+    model_kwargs['dtype'] = jnp.bfloat16
+  g_module, d_module = models.get_models(
+      config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
+  )
+  if config.batch_size * config.n_dis > len(arrays['image']):
+    _fail('batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.')
+  skip = config.get('skip_nonfinite_updates', False)
+  g_tx = make_optimizer(config.g_optimizer, skip)
+  d_tx = make_optimizer(config.d_optimizer, skip)
+  game = build_game(config, g_module, d_module)
+  step = build_step(config, game, g_tx, d_tx)
+  return Run(
+      config=config,
+      arrays=arrays,
+      image_shape=image_shape,
+      g_module=g_module,
+      d_module=d_module,
+      game=game,
+      g_tx=g_tx,
+      d_tx=d_tx,
+      steps={'train': step},
+  )

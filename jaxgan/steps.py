@@ -1,0 +1,329 @@
+"""The alternating (two-stage) GAN step and the helpers every step shares.
+
+A step is ``step(state, batch) -> (state, metrics)``: pure, jit-able, and
+compiled once. ``batch['image']`` holds ``n_dis * B`` real images (one real batch
+of ``B`` per D update); ``metrics`` is a flat dict of scalars.
+
+Each step draws its randomness from ``fold_in(state.rng, state.step)``, so a
+resumed run draws the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import sparse
+from jaxgan.game import Game
+from jaxgan.state import GANState, Player
+
+Array = jax.Array
+PyTree = Any
+Step = Callable[[GANState, dict], tuple[GANState, dict]]
+
+
+# ----------------------------------------------------------------------------
+# Shared helpers
+# ----------------------------------------------------------------------------
+
+
+def step_key(state: GANState, axis_name: str | None = None) -> Array:
+  """The key of the current step: ``fold_in(state.rng, state.step)``.
+
+  Under ``pmap``/``shard_map`` (``axis_name`` given) the device index is folded
+  in as well, so each device draws its own latents.
+  """
+  key = jax.random.fold_in(state.rng, state.step)
+  if axis_name is not None:
+    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+  return key
+
+
+def cross_replica_mean(tree: PyTree, axis_name: str | None) -> PyTree:
+  """``pmean`` over ``axis_name`` (identity when ``None``)."""
+  if axis_name is None:
+    return tree
+  return jax.lax.pmean(tree, axis_name)
+
+
+def apply_gradients(
+    player: Player,
+    tx: optax.GradientTransformation,
+    grads: PyTree,
+    model_state: dict,
+    *,
+    weight_clip: float | None = None,
+) -> Player:
+  """One optimizer update of ``player`` with ``grads``; stores ``model_state``.
+
+  ``weight_clip`` clamps every parameter to ``[-c, c]`` after the update (the
+  WGAN critic of the reference code).
+  """
+  updates, opt_state = tx.update(grads, player.opt_state, player.params)
+  params = optax.apply_updates(player.params, updates)
+  if weight_clip is not None:
+    params = jax.tree.map(lambda w: jnp.clip(w, -weight_clip, weight_clip), params)
+  return Player(params=params, model_state=model_state, opt_state=opt_state)
+
+
+def update_ema(ema_params: PyTree | None, g: Player, decay: float | None) -> PyTree | None:
+  """EMA of G's params: ``decay * ema + (1 - decay) * params``.
+
+  When G's optimizer carries sparse masks, the EMA is masked too, so pruned
+  weights are exactly zero in the EMA generator as well.
+  """
+  if ema_params is None or decay is None:
+    return ema_params
+  ema = optax.incremental_update(g.params, ema_params, step_size=1.0 - decay)
+  masks = sparse.get_masks(g.opt_state)
+  if masks is not None:
+    ema = sparse.apply_masks(ema, masks)
+  return ema
+
+
+def merge_model_state(old: dict, new: dict) -> dict:
+  """``old`` with the collections in ``new`` replaced."""
+  return {**old, **new}
+
+
+def frozen_logits_fn(game: Game, d_variables: dict) -> Callable[[Array], Array]:
+  """D as ``x -> logits`` with stop-gradient params and statistics not stored.
+
+  Batch statistics are used (train mode) but the updated collections are
+  dropped, as attacks and Langevin chains need.
+  """
+  frozen = jax.lax.stop_gradient(d_variables)
+
+  def logits(x):
+    out, _ = game.d_apply(frozen, x, train=True)
+    return out
+
+  return logits
+
+
+def d_inputs(game: Game, d_variables: dict, real: Array, fake: Array, key: Array):
+  """What D sees in its own loss: transformed, then (DAT) perturbed inputs.
+
+  Returns ``(real_in, fake_in)``; gradients flow to ``real``/``fake`` through
+  the transform, never through the perturbation's construction.
+  """
+  k_real, k_fake, k_pert = jax.random.split(key, 3)
+  if game.d_input_transform is not None:
+    real = game.d_input_transform(real, k_real)
+    fake = game.d_input_transform(fake, k_fake)
+  if game.d_perturbation is not None:
+    real_adv, fake_adv = game.d_perturbation(
+        frozen_logits_fn(game, d_variables), real, fake, k_pert
+    )
+    real = real + jax.lax.stop_gradient(real_adv - real)
+    fake = fake + jax.lax.stop_gradient(fake_adv - fake)
+  return real, fake
+
+
+def d_forward(game: Game, d_params, d_model_state, real_in, fake_in):
+  """D on real then fake (two calls, statistics threaded). Returns q, p, state."""
+  q, ms = game.d_apply({'params': d_params, **d_model_state}, real_in, train=True)
+  ms = merge_model_state(d_model_state, ms)
+  p, ms2 = game.d_apply({'params': d_params, **ms}, fake_in, train=True)
+  return q, p, merge_model_state(ms, ms2)
+
+
+def d_regularization(game: Game, d_variables: dict, real: Array, fake: Array, key: Array) -> Array:
+  """Sum of the game's D regularizers (zero when there are none)."""
+  total = jnp.zeros((), jnp.float32)
+  for i, reg in enumerate(game.d_regularizers):
+    total = total + reg(d_variables, real, fake, jax.random.fold_in(key, i))
+  return total
+
+
+def g_regularization(game: Game, g_variables: dict, d_variables: dict, z: Array, key: Array) -> Array:
+  """Sum of the game's G regularizers (zero when there are none)."""
+  total = jnp.zeros((), jnp.float32)
+  for i, reg in enumerate(game.g_regularizers):
+    total = total + reg(g_variables, d_variables, z, jax.random.fold_in(key, i))
+  return total
+
+
+def check_image_batch(images: Array, *, where: str) -> None:
+  """Raises early (at trace time) for a batch that is not ``[N, ...]`` float.
+
+  Images are ``[N, H, W, C]``; 2-D toy data are ``[N, 2]``.
+  """
+  if images.ndim not in (2, 4):
+    raise ValueError(
+        f'{where}: batch["image"] must be [N, H, W, C] images (or [N, D] points), got shape '
+        f'{tuple(images.shape)}; add a channel axis for grayscale images (x[..., None]).'
+    )
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(
+        f'{where}: batch["image"] must be float in [-1, 1], got dtype {images.dtype}; '
+        'convert uint8 images with jaxgan.data.to_float.'
+    )
+
+
+def split_dis_batches(images: Array, n_dis: int, *, where: str) -> Array:
+  """``[n_dis * B, ...] -> [n_dis, B, ...]`` with a clear error if it doesn't divide."""
+  check_image_batch(images, where=where)
+  if images.shape[0] % n_dis:
+    raise ValueError(
+        f'{where}: batch of {images.shape[0]} images does not split into n_dis={n_dis} '
+        f'D batches; feed n_dis * batch_size rows (e.g. {n_dis * max(1, images.shape[0] // n_dis)}).'
+    )
+  return images.reshape(n_dis, images.shape[0] // n_dis, *images.shape[1:])
+
+
+def balance_triple(
+    game: Game,
+    state_after: GANState,
+    z: Array,
+    last_real: Array,
+    key: Array,
+    *,
+    df: Array | None = None,
+    fake_pre: Array | None = None,
+) -> dict:
+  """The DDST balance-ratio measurements with D after its update (ddst.md §1).
+
+  Returns ``{'balance/df', 'balance/gf', 'balance/dr'}``: ``df`` = mean
+  D(G_pre(z)) (given, when G's loss forward already went through the updated
+  D, else computed from ``fake_pre`` = G_pre(z)), ``gf`` = mean D(G_post(z)) on
+  the same ``z``, ``dr`` = mean D(last real batch); no gradients, statistics
+  not stored.
+  """
+  d_logits = frozen_logits_fn(game, state_after.d.variables)
+  k_fake, k_real, k_pre = jax.random.split(key, 3)
+  if df is None:
+    pre = jax.lax.stop_gradient(fake_pre)
+    if game.d_input_transform is not None:
+      pre = game.d_input_transform(pre, k_pre)
+    df = jnp.mean(d_logits(pre))
+  g_vars = jax.lax.stop_gradient(state_after.g.variables)
+  fake_post, _ = game.g_apply(g_vars, z, train=True)
+  fake_in, real_in = fake_post, last_real
+  if game.d_input_transform is not None:
+    fake_in = game.d_input_transform(fake_in, k_fake)
+    real_in = game.d_input_transform(real_in, k_real)
+  return {
+      'balance/df': df,
+      'balance/gf': jnp.mean(d_logits(fake_in)),
+      'balance/dr': jnp.mean(d_logits(real_in)),
+  }
+
+
+def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | None) -> None:
+  if not isinstance(n_dis, int) or n_dis < 1:
+    raise ValueError(f'n_dis must be a positive int, got {n_dis!r}.')
+  if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f'ema_decay must be in [0, 1) or None, got {ema_decay!r} (typical: 0.999).')
+  if weight_clip is not None and weight_clip <= 0:
+    raise ValueError(f'weight_clip must be positive or None, got {weight_clip!r} (WGAN: 0.01).')
+
+
+# ----------------------------------------------------------------------------
+# The two-stage step
+# ----------------------------------------------------------------------------
+
+
+def two_stage_step(
+    game: Game,
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+    *,
+    n_dis: int = 1,
+    ema_decay: float | None = None,
+    axis_name: str | None = None,
+    weight_clip: float | None = None,
+    measure_balance: bool = False,
+) -> Step:
+  """Builds the alternating GAN step: ``n_dis`` D updates, then one G update.
+
+  Each D update draws its own ``z`` and uses its own real batch; G's update
+  draws a fresh ``z`` and goes through the updated D (the reference order).
+
+  Args:
+    game: the GAN problem.
+    g_tx: G's optimizer; ``d_tx``: D's.
+    n_dis: D updates per G update; ``batch['image']`` must hold
+      ``n_dis * B`` rows.
+    ema_decay: EMA decay of G's params (needs ``state.ema_params``).
+    axis_name: when called under ``pmap``/``shard_map``, the data axis over
+      which gradients, statistics and metrics are averaged.
+    weight_clip: clamp D's params to ``[-c, c]`` after each update (WGAN).
+    measure_balance: also report the DDST balance triple (two extra
+      forwards without gradients).
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)``.
+  """
+  validate_common(n_dis, ema_decay, weight_clip)
+  loss = game.loss
+
+  def d_loss_fn(d_params, d_model_state, real, fake, key):
+    k_in, k_reg = jax.random.split(key)
+    d_vars = {'params': d_params, **d_model_state}
+    real_in, fake_in = d_inputs(game, d_vars, real, fake, k_in)
+    q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in)
+    reg = d_regularization(game, d_vars, real_in, fake_in, k_reg)
+    adv = loss.d_loss(q, p)
+    return adv + reg, (new_ms, {'d_loss': adv, 'd_reg': reg, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)})
+
+  def d_update(carry, inputs):
+    d_player, g_vars = carry
+    real, key = inputs
+    k_z, k_loss = jax.random.split(key)
+    z = game.sample_latents(k_z, real.shape[0])
+    fake, _ = game.g_apply(g_vars, z, train=True)
+    fake = jax.lax.stop_gradient(fake)
+    grads, (new_ms, m) = jax.grad(d_loss_fn, has_aux=True)(
+        d_player.params, d_player.model_state, real, fake, k_loss
+    )
+    grads, new_ms, m = cross_replica_mean((grads, new_ms, m), axis_name)
+    d_player = apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=weight_clip)
+    return (d_player, g_vars), m
+
+  def g_loss_fn(g_params, g_model_state, d_vars, z, key):
+    k_aug, k_reg = jax.random.split(key)
+    fake, new_ms = game.g_apply({'params': g_params, **g_model_state}, z, train=True)
+    fake_in = fake if game.d_input_transform is None else game.d_input_transform(fake, k_aug)
+    p, _ = game.d_apply(d_vars, fake_in, train=True)
+    g_vars = {'params': g_params, **g_model_state}
+    reg = g_regularization(game, g_vars, d_vars, z, k_reg)
+    adv = loss.g_loss(p)
+    return adv + reg, (merge_model_state(g_model_state, new_ms), {'g_loss': adv, 'g_reg': reg, 'df': jnp.mean(p)})
+
+  def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    reals = split_dis_batches(batch['image'], n_dis, where='two_stage_step')
+    key = step_key(state, axis_name)
+    k_d, k_z, k_g, k_bal = jax.random.split(key, 4)
+    g_vars = jax.lax.stop_gradient(state.g.variables)
+    (d_player, _), d_metrics = jax.lax.scan(
+        d_update, (state.d, g_vars), (reals, jax.random.split(k_d, n_dis))
+    )
+    d_metrics = jax.tree.map(lambda m: m[-1], d_metrics)
+
+    z = game.sample_latents(k_z, reals.shape[1])
+    d_vars = jax.lax.stop_gradient(d_player.variables)
+    grads, (g_ms, g_metrics) = jax.grad(g_loss_fn, has_aux=True)(
+        state.g.params, state.g.model_state, d_vars, z, k_g
+    )
+    grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), axis_name)
+    g_player = apply_gradients(state.g, g_tx, grads, g_ms)
+    df = g_metrics.pop('df')
+
+    new_state = state.replace(
+        step=state.step + 1,
+        g=g_player,
+        d=d_player,
+        ema_params=update_ema(state.ema_params, g_player, ema_decay),
+    )
+    metrics = {**d_metrics, **g_metrics}
+    if measure_balance:
+      triple = balance_triple(game, new_state, z, reals[-1], k_bal, df=df)
+      metrics.update(cross_replica_mean(triple, axis_name))
+    return new_state, metrics
+
+  return step
