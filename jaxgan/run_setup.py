@@ -18,8 +18,20 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxgan import (
+  advaug,
+  augment,
+  coopinit,
+  dat,
+  evaluation,
+  losses,
+  models,
+  onestage,
+  parallel,
+  regularizers,
+  writers,
+)
 from jaxgan import data as jdata
-from jaxgan import losses, models, onestage, regularizers, writers
 from jaxgan.game import Game, gaussian_latents, make_apply
 from jaxgan.state import GANState, create_state
 from jaxgan.steps import two_stage_step
@@ -101,11 +113,12 @@ class Run:
   game: Game
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
-  steps: dict[str, Callable]
+  adversarial_step: Callable
+  coop_step: Callable | None = None
   evaluate_fn: Callable[[GANState, int], dict] | None = None
 
   def init_state(self, key) -> GANState:
-    return create_state(
+    state = create_state(
         key,
         g_module=self.g_module,
         d_module=self.d_module,
@@ -114,6 +127,29 @@ class Run:
         latent_dim=self.config.latent_dim,
         image_shape=self.image_shape,
         use_ema=self.config.ema_decay > 0,
+    )
+    if self.coop_step is not None:
+      state = coopinit.with_coop_state(state)
+    return state
+
+  def compiled_step(self, mesh) -> Callable:
+    """The step the loop calls, compiled data-parallel over ``mesh``.
+
+    With CoopInit, the cooperative step runs until ``coopinit.t_init`` and the
+    adversarial one after it; the phase lives in the state (resumable).
+    """
+    adversarial = parallel.jit_data_parallel(self.adversarial_step, mesh)
+    if self.coop_step is None:
+      return adversarial
+    coop_cfg = self.config.coopinit
+    return coopinit.make_phased_step(
+        parallel.jit_data_parallel(self.coop_step, mesh),
+        adversarial,
+        coop_cfg.t_init,
+        g_tx=self.g_tx,
+        d_tx=self.d_tx,
+        reset_moments=coop_cfg.reset_moments,
+        jit=False,
     )
 
   def make_batches(self, *, process_index: int, process_count: int):
@@ -124,11 +160,8 @@ class Run:
         seed=self.config.seed,
         process_index=process_index,
         process_count=process_count,
+        local_device_count=jax.local_device_count(),
     )
-
-  def step_name(self, step: int) -> str:
-    del step
-    return 'train'
 
   def before_step(self, state: GANState, step: int) -> GANState:
     del step
@@ -158,7 +191,7 @@ class Run:
 
 
 def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
-  """The training set as ``{'image': float32 [N, ...] , 'label': int [N]}``."""
+  """The training set: ``{'image': uint8 [N, H, W, C] or float32 [N, 2], 'label': int [N]}``."""
   data_dir = config.get('data_dir') or None
   if config.dataset in TOY_DATASETS:
     points = jdata.gaussian_mixture(config.dataset, config.get('toy_points', 100_000), seed=config.seed)
@@ -173,13 +206,13 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
         seed=sub.get('seed', 0),
         class_balanced=sub.get('class_balanced', False),
     )
-  images = jdata.to_float(arrays['image'])
+  images = arrays['image']  # uint8: Batches converts each batch to float32 in [-1, 1]
   if config.get('pad_to', 0):
     images = jdata.pad_to(images, config.pad_to)
   return {'image': images, 'label': np.asarray(arrays['label'])}
 
 
-def build_game(config: ml_collections.ConfigDict, g_module, d_module) -> Game:
+def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shape: tuple) -> Game:
   """The Game of this config: loss, latents, regularizers, technique hooks."""
   g_apply, d_apply = make_apply(g_module), make_apply(d_module)
   d_regs = []
@@ -187,12 +220,38 @@ def build_game(config: ml_collections.ConfigDict, g_module, d_module) -> Game:
     d_regs.append(regularizers.r1_penalty(d_apply, config.r1_weight))
   if config.gp_weight > 0:
     d_regs.append(regularizers.wgan_gp_penalty(d_apply, config.gp_weight))
+  loss = losses.get_loss(config.loss)
+  g_regs = []
+  transform = augment.make_diff_augment(config.diffaugment) if config.diffaugment else None
+  if config.advaug.enabled:
+    cfg = advaug.AdvAugConfig(
+        steps=config.advaug.steps,
+        step_size=config.advaug.step_size,
+        norm=config.advaug.norm,
+        direction=config.advaug.direction,
+        weight=config.advaug.weight,
+    )
+    d_template = advaug.perturbation_template(d_module, jnp.zeros((2, *image_shape)))
+    g_template = advaug.perturbation_template(g_module, jnp.zeros((2, config.latent_dim)))
+    d_regs.append(advaug.make_d_regularizer(d_apply, loss, cfg, d_template))
+    g_regs.append(advaug.make_g_regularizer(g_apply, d_apply, loss, cfg, g_template, transform))
+  perturbation = None
+  if config.dat.enabled:
+    perturbation = dat.make_dat_perturbation(
+        steps=config.dat.steps,
+        step_size=config.dat.step_size,
+        clip=config.dat.clip if config.dat.clip > 0 else None,
+        clamp_real=config.dat.clamp_real,
+    )
   return Game(
       g_apply=g_apply,
       d_apply=d_apply,
-      loss=losses.get_loss(config.loss),
+      loss=loss,
       sample_latents=gaussian_latents(config.latent_dim),
       d_regularizers=tuple(d_regs),
+      g_regularizers=tuple(g_regs),
+      d_input_transform=transform,
+      d_perturbation=perturbation,
       d_batch_coupled=models.d_is_batch_coupled(d_module),
   )
 
@@ -225,9 +284,24 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   skip = config.get('skip_nonfinite_updates', False)
   g_tx = make_optimizer(config.g_optimizer, skip)
   d_tx = make_optimizer(config.d_optimizer, skip)
-  game = build_game(config, g_module, d_module)
-  step = build_step(config, game, g_tx, d_tx)
-  return Run(
+  game = build_game(config, g_module, d_module, image_shape)
+  coop = None
+  if config.coopinit.enabled:
+    c = config.coopinit
+    coop = coopinit.coop_step(
+        game,
+        g_tx,
+        d_tx,
+        langevin=coopinit.LangevinConfig(
+            step_size=c.step_size,
+            n_steps=c.n_steps,
+            noise_scale=c.noise_scale,
+            clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
+        ),
+        teach_sigma=c.teach_sigma,
+        ema_decay=config.ema_decay if config.ema_decay > 0 else None,
+    )
+  run = Run(
       config=config,
       arrays=arrays,
       image_shape=image_shape,
@@ -236,5 +310,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
       game=game,
       g_tx=g_tx,
       d_tx=d_tx,
-      steps={'train': step},
+      adversarial_step=build_step(config, game, g_tx, d_tx),
+      coop_step=coop,
   )
+  if config.eval_samples:
+    run.evaluate_fn = evaluation.make_evaluator(config, run.generate, game.sample_latents, image_shape)
+  return run

@@ -90,7 +90,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   if is_writer:
     (workdir / 'config.json').write_text(config_json)
   state = parallel.replicate(state, mesh)
-  steps = {name: parallel.jit_data_parallel(fn, mesh) for name, fn in run.steps.items()}
+  step_fn = run.compiled_step(mesh)
 
   def save(step: int, state: GANState) -> None:
     if not _all_finite(state):
@@ -109,7 +109,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       batch = batches.next()
       if step == start:
         run_setup.check_batch_values(batch, config)
-      step_fn = steps[run.step_name(step)]
       state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
       metrics = jax.device_get(metrics)
       if not all(np.isfinite(v) for v in metrics.values()):

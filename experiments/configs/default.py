@@ -16,7 +16,7 @@ def get_config():
   c.seed = 0
   # Data: 'mnist5k' (offline), 'digits8x8', 'stacked_mnist', '8ring', '25grid', or a tfds name.
   c.dataset = 'mnist5k'
-  c.data_dir = ''  # '' = $JAXGAN_DATA_DIR or ~/.cache/jaxgan
+  c.data_dir = ''  # '' = $JAXGAN_DATA_DIR or ~/.cache/jaxgan/tensorflow_datasets
   c.subset = ml_collections.ConfigDict(dict(fraction=0.0, count=0, seed=0, class_balanced=False))
   c.pad_to = 0  # e.g. 32 to train 32x32 models on 28x28 MNIST
   c.toy_points = 100_000  # size of the sampled 2-D mixture training set
@@ -39,6 +39,17 @@ def get_config():
   c.gp_weight = 0.0
   c.skip_nonfinite_updates = False  # optax.apply_if_finite around both optimizers
   c.precision = 'float32'  # bfloat16: compute in bf16 on accelerators; params/opt state stay f32
+  # Techniques (each off by default; see README for which combinations are valid).
+  c.diffaugment = ''  # DiffAugment policy, e.g. 'color,translation,cutout'
+  c.dat = ml_collections.ConfigDict(dict(enabled=False, steps=1, step_size=1.0, clip=1.0, clamp_real=False))
+  c.advaug = ml_collections.ConfigDict(
+      dict(enabled=False, steps=1, step_size=0.01, norm='linf', direction='paper', weight=1.0)
+  )
+  c.coopinit = ml_collections.ConfigDict(
+      dict(enabled=False, t_init=200, step_size=0.01, n_steps=10, noise_scale=0.01, teach_sigma=0.3,
+           reset_moments=False)
+  )
+  c.inception_weights = ''  # converted Inception-v3 weights for FID on non-MNIST data
   # Schedule of the loop.
   c.log_every = 50
   c.sample_every = 500

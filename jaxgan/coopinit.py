@@ -1,0 +1,616 @@
+"""CoopInit: cooperative (EBM + MCMC-teaching) initialization of a GAN.
+
+Zhao, Xie and Li (AAAI 2023), built on CoopNets (Xie et al. 2018). For the first
+``t_init`` iterations D's logit is the negative energy ``f`` of an energy-based
+model and G is its MCMC initializer; afterwards the run switches to any
+adversarial step of the library with the same parameters.
+
+One cooperative iteration (:func:`coop_step`, the CoopNets order):
+
+1. ``z ~ p(z)``, ``x_hat = G(z)``.
+2. ``x_tilde = Langevin_K(f, init=x_hat)`` with D *before* its update, no
+   gradient through the chain (:func:`langevin_revise`)::
+
+     x <- clip(x + (delta^2 / 2) * grad_x f(x) + sigma * eps),  eps ~ N(0, I)
+     f(x) = D(x) [ - ||x||^2 / (2 s^2) ]   (optional Gaussian reference term)
+
+3. D descends the maximum-likelihood loss :func:`ebm_d_loss`
+   ``mean f(x_tilde) - mean f(x_real)`` (f = D's raw logit, "high = real", the
+   same orientation as the GAN's D).
+4. G descends the MCMC-teaching loss :func:`teaching_g_loss`: regression of
+   ``G(z)`` onto ``x_tilde`` from the same ``z``.
+
+The phase lives in ``state.extra['coopinit'] = {'phase': int32}`` (0 =
+cooperative, 1 = adversarial): :func:`init_coop_state`,
+:func:`switch_to_adversarial` (pure, jit-able) and :func:`make_phased_step`, a
+host-side wrapper that runs the cooperative step while ``state.step < t_init``
+and the adversarial step after, switching exactly once, decided from the state
+(so a resumed run behaves like an uninterrupted one).
+
+Knobs and defaults (``papers/coopinit.md`` §2; none is established by public
+CoopInit code, all are tunables):
+
+* ``LangevinConfig.n_steps`` K = 10: Langevin steps per iteration (notes: 10-30;
+  CoopNets 10-15). Each step costs one D forward and one input-gradient.
+* ``LangevinConfig.step_size`` delta (required): drift ``delta^2 / 2``. No default:
+  CoopNets' 0.002 was tuned for its own descriptors and barely moves samples
+  under a GAN D (pitfall 3); tune it so ``coop/revision_dist`` is a visible
+  fraction of the data scale.
+* ``LangevinConfig.noise_scale`` sigma = None, meaning ``sigma = delta`` (true
+  Langevin, TF CoopNets); 0 gives deterministic gradient ascent (the PyTorch
+  port's default).
+* ``LangevinConfig.ref_sigma`` s = None: the Gaussian reference term is off
+  (CoopNets uses 0.016).
+* ``LangevinConfig.clip`` = (-1, 1): samples are clamped to the image range
+  after every step; None leaves the range free (CoopNets).
+* ``coop_step(langevin_stats='eval')``: the chain runs D with ``train=False``
+  (running statistics, no batch coupling, so ``grad_x sum_j f(x_j)`` is the
+  per-sample gradient; pitfall 4). ``'batch'`` uses batch statistics and drops
+  the updated collections (refused for a batch-coupled D). The chain never
+  updates D's model state; D's loss forward (``train=True``) is the only one
+  that does.
+* ``coop_step(teach_sigma=0.3, teach_reduction='sum')``: the teaching loss is
+  ``1/(2 sigma_g^2)`` times the squared error summed over pixels and averaged
+  over the batch (TF CoopNets). ``'mean'`` averages over pixels instead: the
+  loss and its gradient are ``H * W * C`` times smaller, which divides an SGD
+  learning rate by that factor (Adam is nearly invariant to it; pitfall 6).
+* ``coop_step(use_d_regularizers=False, logit_penalty=0.0)``: the game's D
+  regularizers (R1, GP) and a logit penalty ``lambda (mean f(x)^2 + mean
+  f(x_tilde)^2)`` are not added to the EBM loss unless asked (pitfall 5: the
+  EBM loss is linear in f, unbounded and blind to a constant offset of f;
+  watch ``d_real``/``d_fake`` around the switch).
+* ``coop_step(ema_decay=None)``: EMA of G during the cooperative phase (off).
+* ``make_phased_step(t_init, reset_moments=False, reset_ema=True)``: the
+  switch iteration (notes: about 1-5% of all G iterations), whether the
+  optimizer states are re-initialized at the switch (``reset_opt_state_at_switch``
+  in the notes, default keep; a reset keeps sparse masks), and whether G's EMA
+  restarts from G's params (pitfall 10). Other stage-2 machinery (an ADA
+  probability, lazy-regularization counters) belongs to its own technique's
+  state and is not touched here.
+
+The cooperative phase uses D on raw images: ``game.d_input_transform``
+(DiffAugment) and ``game.d_perturbation`` (DAT) belong to the adversarial phase.
+Sparse masks and any other optimizer-side state act in both phases, because the
+same ``g_tx``/``d_tx`` are used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgan.game import Game
+from jaxgan.state import GANState
+from jaxgan.steps import (
+  Step,
+  apply_gradients,
+  cross_replica_mean,
+  d_forward,
+  d_regularization,
+  frozen_logits_fn,
+  merge_model_state,
+  split_dis_batches,
+  step_key,
+  update_ema,
+  validate_common,
+)
+
+Array = jax.Array
+
+EXTRA_KEY = 'coopinit'
+PHASE_COOP = 0
+PHASE_ADVERSARIAL = 1
+LANGEVIN_STATS = ('eval', 'batch')
+TEACH_REDUCTIONS = ('sum', 'mean')
+
+
+# ----------------------------------------------------------------------------
+# Langevin revision
+# ----------------------------------------------------------------------------
+
+
+def _check_langevin(n_steps, step_size, noise_scale, ref_sigma, clip) -> None:
+  if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+    raise ValueError(f'Langevin n_steps must be an int >= 0, got {n_steps!r} (typical: 10-30).')
+  if not isinstance(step_size, int | float) or not math.isfinite(step_size) or step_size < 0:
+    raise ValueError(
+      f'Langevin step_size must be a finite float >= 0, got {step_size!r}; the drift is '
+      'step_size**2 / 2 times grad_x f.'
+    )
+  if noise_scale is not None and (
+    not isinstance(noise_scale, int | float) or not math.isfinite(noise_scale) or noise_scale < 0
+  ):
+    raise ValueError(
+      f'Langevin noise_scale must be None (= step_size) or a float >= 0, got {noise_scale!r}.'
+    )
+  if ref_sigma is not None and (not isinstance(ref_sigma, int | float) or not ref_sigma > 0):
+    raise ValueError(
+      f'Langevin ref_sigma must be None (no reference term) or > 0, got {ref_sigma!r} '
+      '(CoopNets: 0.016).'
+    )
+  if clip is not None:
+    ok = isinstance(clip, tuple | list) and len(clip) == 2 and float(clip[0]) < float(clip[1])
+    if not ok:
+      raise ValueError(f'Langevin clip must be None or (low, high) with low < high, got {clip!r}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class LangevinConfig:
+  """Settings of the Langevin chain (see the module docstring for defaults).
+
+  Attributes:
+    step_size: delta; the drift is ``delta**2 / 2 * grad_x f``.
+    n_steps: K, the number of steps.
+    noise_scale: std of the Gaussian noise added per step; ``None`` means
+      ``step_size`` (exact Langevin), 0 turns the noise off.
+    ref_sigma: s of the Gaussian reference term ``-||x||^2 / (2 s^2)`` added
+      to f; ``None`` for none.
+    clip: ``(low, high)`` range every step is clamped to, or ``None``.
+  """
+
+  step_size: float
+  n_steps: int = 10
+  noise_scale: float | None = None
+  ref_sigma: float | None = None
+  clip: tuple[float, float] | None = (-1.0, 1.0)
+
+  def __post_init__(self):
+    _check_langevin(self.n_steps, self.step_size, self.noise_scale, self.ref_sigma, self.clip)
+
+
+def langevin_revise(
+  d_logits_fn: Callable[[Array], Array],
+  x0: Array,
+  key: Array | None,
+  *,
+  n_steps: int,
+  step_size: float,
+  noise_scale: float | None = None,
+  ref_sigma: float | None = None,
+  clip: tuple[float, float] | None = (-1.0, 1.0),
+) -> Array:
+  """Revises ``x0`` by K Langevin steps that ascend ``f = d_logits_fn``.
+
+  ``x_{k+1} = clip(x_k + (delta^2/2) grad_x f(x_k) + sigma eps_k)``, with
+  ``f(x) = d_logits_fn(x) - ||x||^2 / (2 s^2)`` when ``ref_sigma = s`` is given
+  and ``eps_k`` drawn from ``jax.random.split(key, n_steps)[k]``. The gradient
+  is that of ``sum_j f(x_j)``, i.e. per-sample when ``d_logits_fn`` does not
+  mix the batch. The chain is a ``lax.scan`` under ``stop_gradient``: nothing
+  differentiates through it.
+
+  Args:
+    d_logits_fn: ``x [B, ...] -> f [B]``, the negative energy (D's logit with
+      frozen statistics).
+    x0: chain start ``[B, H, W, C]`` (or any ``[B, ...]``), e.g. ``G(z)``.
+    key: PRNG key of the chain (``None`` allowed when the noise is off).
+    n_steps: K >= 0 (0 returns ``x0``).
+    step_size: delta >= 0.
+    noise_scale: sigma >= 0, or ``None`` for ``sigma = delta``.
+    ref_sigma: s > 0 of the Gaussian reference term, or ``None``.
+    clip: ``(low, high)`` applied after every step, or ``None``.
+
+  Returns:
+    The revised samples, same shape and dtype as ``x0``, without gradient.
+  """
+  _check_langevin(n_steps, step_size, noise_scale, ref_sigma, clip)
+  sigma = step_size if noise_scale is None else noise_scale
+  drift = 0.5 * step_size**2
+  x0 = jax.lax.stop_gradient(x0)
+  batch = x0.shape[0]
+
+  def neg_energy_sum(x):
+    f = d_logits_fn(x)
+    if f.shape != (batch,):
+      raise ValueError(
+        f'langevin_revise: d_logits_fn must return one value per sample, shape ({batch},), '
+        f'got {f.shape}; squeeze a trailing axis of D (logits[:, 0]).'
+      )
+    total = jnp.sum(f)
+    if ref_sigma is not None:
+      total = total - 0.5 * jnp.sum(jnp.square(x)) / ref_sigma**2
+    return total
+
+  grad_f = jax.grad(neg_energy_sum)
+
+  def body(x, k):
+    x = x + drift * grad_f(x)
+    if sigma:
+      x = x + sigma * jax.random.normal(k, x.shape, x.dtype)
+    if clip is not None:
+      x = jnp.clip(x, clip[0], clip[1])
+    return x, None
+
+  if n_steps == 0:
+    return x0
+  if not sigma:  # deterministic ascent: no key needed, none consumed
+    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=True)
+  elif key is None:
+    raise ValueError(
+      f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
+      'noise_scale=0.0 for deterministic gradient ascent.'
+    )
+  else:
+    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=True)
+  return jax.lax.stop_gradient(x)
+
+
+# ----------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------
+
+
+def ebm_d_loss(f_real: Array, f_revised: Array) -> Array:
+  """Maximum-likelihood loss of the EBM ``p(x) ~ exp(f(x))``, for D to descend.
+
+  ``mean_j f(x_tilde_j) - mean_i f(x_i)``: its gradient is the negative
+  log-likelihood gradient with the model expectation estimated by the revised
+  samples (which must carry no gradient: pass ``f`` of stop-gradient samples).
+
+  Args:
+    f_real: D's logits on data, ``[B]``.
+    f_revised: D's logits on the Langevin-revised samples, ``[B']``.
+
+  Returns:
+    Scalar loss (mean over each batch).
+  """
+  if f_real.ndim != 1 or f_revised.ndim != 1:
+    raise ValueError(
+      f'ebm_d_loss takes per-sample logits [B], got shapes {f_real.shape} and '
+      f"{f_revised.shape}; squeeze D's output to [B]."
+    )
+  return jnp.mean(f_revised) - jnp.mean(f_real)
+
+
+def teaching_g_loss(
+  fake: Array, target: Array, *, sigma: float = 0.3, reduction: str = 'sum'
+) -> Array:
+  """MCMC-teaching loss of G: regression of ``G(z)`` onto the revised samples.
+
+  ``1/(2 sigma^2) * mean_j R(||stop_gradient(target_j) - fake_j||^2)``, with ``R``
+  the sum over the non-batch axes (``reduction='sum'``, TF CoopNets: the value
+  scales with ``H * W * C``) or their mean (``'mean'``, a pixel-mean MSE,
+  ``H * W * C`` times smaller). Always a mean over the batch.
+
+  Args:
+    fake: ``G(z)``, ``[B, H, W, C]``.
+    target: the revised samples from the same ``z``, same shape.
+    sigma: sigma_g > 0 (CoopNets: 0.3).
+    reduction: ``'sum'`` or ``'mean'`` over the non-batch axes.
+
+  Returns:
+    Scalar loss.
+  """
+  _check_teach(sigma, reduction)
+  if fake.shape != target.shape:
+    raise ValueError(
+      f'teaching_g_loss: G(z) {fake.shape} and the revised samples {target.shape} must have '
+      'the same shape (the target must come from the same z).'
+    )
+  sq = jnp.square(jax.lax.stop_gradient(target) - fake)
+  axes = tuple(range(1, fake.ndim))
+  per_sample = jnp.sum(sq, axis=axes) if reduction == 'sum' else jnp.mean(sq, axis=axes)
+  return 0.5 / sigma**2 * jnp.mean(per_sample)
+
+
+def _check_teach(sigma, reduction) -> None:
+  if not isinstance(sigma, int | float) or not sigma > 0:
+    raise ValueError(f'teaching sigma must be > 0, got {sigma!r} (CoopNets: 0.3).')
+  if reduction not in TEACH_REDUCTIONS:
+    raise ValueError(f'teaching reduction must be one of {TEACH_REDUCTIONS}, got {reduction!r}.')
+
+
+# ----------------------------------------------------------------------------
+# The cooperative step
+# ----------------------------------------------------------------------------
+
+
+def energy_fn(
+  game: Game, d_variables: dict, langevin_stats: str = 'eval'
+) -> Callable[[Array], Array]:
+  """D as the chain's ``x -> f [B]``: stop-gradient params, no state update.
+
+  Args:
+    game: the GAN problem (its ``d_apply``).
+    d_variables: ``{'params': ..., **model_state}`` of D.
+    langevin_stats: ``'eval'`` calls D with ``train=False`` (running
+      statistics); ``'batch'`` with ``train=True``, dropping the new state.
+  """
+  if langevin_stats not in LANGEVIN_STATS:
+    raise ValueError(f'langevin_stats must be one of {LANGEVIN_STATS}, got {langevin_stats!r}.')
+  if langevin_stats == 'batch':
+    return frozen_logits_fn(game, d_variables)
+  frozen = jax.lax.stop_gradient(d_variables)
+  return lambda x: game.d_apply(frozen, x, train=False)[0]
+
+
+def coop_step(
+  game: Game,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  *,
+  langevin: LangevinConfig,
+  teach_sigma: float = 0.3,
+  teach_reduction: str = 'sum',
+  langevin_stats: str = 'eval',
+  use_d_regularizers: bool = False,
+  logit_penalty: float = 0.0,
+  n_dis: int = 1,
+  ema_decay: float | None = None,
+  axis_name: str | None = None,
+) -> Step:
+  """Builds one cooperative-initialization iteration (CoopNets order).
+
+  ``z``, ``x_hat = G(z)`` (G's one forward, which stores G's new model state);
+  ``x_tilde`` = Langevin from ``x_hat`` under D before its update; D steps on
+  :func:`ebm_d_loss` (its forward on real then ``x_tilde`` is the only one that
+  updates D's model state); G steps on :func:`teaching_g_loss` towards
+  ``x_tilde``, its gradient taken through the same forward as ``x_hat``.
+
+  Args:
+    game: the GAN problem (``d_input_transform``/``d_perturbation`` are not
+      used in this phase).
+    g_tx: G's optimizer; ``d_tx``: D's (the same ones as the adversarial
+      phase).
+    langevin: the chain's settings.
+    teach_sigma: sigma_g of the teaching loss.
+    teach_reduction: ``'sum'`` or ``'mean'`` over pixels (module docstring).
+    langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain.
+    use_d_regularizers: add ``game.d_regularizers`` (with ``x_tilde`` as the
+      fakes) to D's loss.
+    logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
+      added to D's loss (0: off). The EBM loss ignores a constant offset of f,
+      so without it D's logits can drift away from the scale the adversarial
+      loss expects at the switch (pitfall 5).
+    n_dis: rows of ``batch['image']`` are ``n_dis * B`` (the adversarial
+      step's layout); the first ``B`` are the real batch here.
+    ema_decay: EMA decay of G's params (needs ``state.ema_params``).
+    axis_name: data axis for ``pmap``/``shard_map``: gradients, new model
+      states and metrics are averaged over it.
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)``; metrics: ``coop/ebm_loss``,
+    ``coop/teach_loss``, ``coop/d_reg``, ``d_real``/``d_fake`` (mean logit on
+    data / on ``x_tilde`` in D's loss forward, named as in the adversarial
+    steps), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
+    under the chain's D, before the update) and ``coop/revision_dist``
+    (``mean_j ||x_tilde_j - x_hat_j||_2``).
+  """
+  if not isinstance(langevin, LangevinConfig):
+    raise ValueError(
+      f'coop_step: langevin must be a LangevinConfig, got {type(langevin).__name__}; '
+      'e.g. langevin=LangevinConfig(step_size=0.05).'
+    )
+  validate_common(n_dis, ema_decay, None)
+  _check_teach(teach_sigma, teach_reduction)
+  if not isinstance(logit_penalty, int | float) or not logit_penalty >= 0:
+    raise ValueError(f'coop_step: logit_penalty must be a float >= 0, got {logit_penalty!r}.')
+  if langevin_stats not in LANGEVIN_STATS:
+    raise ValueError(f'langevin_stats must be one of {LANGEVIN_STATS}, got {langevin_stats!r}.')
+  if langevin_stats == 'batch' and game.d_batch_coupled:
+    raise ValueError(
+      "coop_step: langevin_stats='batch' with a batch-coupled D (BatchNorm in train mode, "
+      'minibatch-stddev) couples the chains: grad_x of sum_j f(x_j) is not the per-sample '
+      "energy gradient. Use langevin_stats='eval' (running statistics) or a D without batch "
+      'statistics.'
+    )
+  chain = dataclasses.asdict(langevin)
+
+  def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    real = split_dis_batches(batch['image'], n_dis, where='coop_step')[0]
+    key = step_key(state)
+    k_z, k_chain, k_reg = jax.random.split(key, 3)
+    z = game.sample_latents(k_z, real.shape[0])
+
+    x_hat, g_vjp, g_new_ms = jax.vjp(
+      lambda gp: game.g_apply({'params': gp, **state.g.model_state}, z, train=True),
+      state.g.params,
+      has_aux=True,
+    )
+    f = energy_fn(game, state.d.variables, langevin_stats)
+    x_tilde = langevin_revise(f, x_hat, k_chain, **chain)
+
+    def d_loss_fn(d_params):
+      q, p, new_ms = d_forward(game, d_params, state.d.model_state, real, x_tilde)
+      loss = ebm_d_loss(q, p)
+      reg = jnp.zeros((), loss.dtype)
+      if logit_penalty:
+        reg = reg + logit_penalty * (jnp.mean(jnp.square(q)) + jnp.mean(jnp.square(p)))
+      if use_d_regularizers:
+        d_vars = {'params': d_params, **state.d.model_state}
+        reg = reg + d_regularization(game, d_vars, real, x_tilde, k_reg)
+      return loss + reg, (new_ms, loss, reg, jnp.mean(q), jnp.mean(p))
+
+    d_grads, (d_ms, ebm, reg, d_real, d_fake) = jax.grad(d_loss_fn, has_aux=True)(state.d.params)
+
+    teach, ct = jax.value_and_grad(teaching_g_loss)(
+      x_hat, x_tilde, sigma=teach_sigma, reduction=teach_reduction
+    )
+    (g_grads,) = g_vjp(ct)
+    g_ms = merge_model_state(state.g.model_state, g_new_ms)
+
+    metrics = {
+      'coop/ebm_loss': ebm,
+      'coop/teach_loss': teach,
+      'coop/d_reg': reg,
+      'd_real': d_real,
+      'd_fake': d_fake,
+      'coop/f_init': jnp.mean(f(x_hat)),
+      'coop/f_revised': jnp.mean(f(x_tilde)),
+      'coop/revision_dist': jnp.mean(
+        jnp.sqrt(jnp.sum(jnp.square(x_tilde - x_hat), axis=tuple(range(1, x_hat.ndim))))
+      ),
+    }
+    d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
+      (d_grads, d_ms, g_grads, g_ms, metrics), axis_name
+    )
+    d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
+    g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+    new_state = state.replace(
+      step=state.step + 1,
+      g=g_player,
+      d=d_player,
+      ema_params=update_ema(state.ema_params, g_player, ema_decay),
+    )
+    return new_state, metrics
+
+  return step
+
+
+# ----------------------------------------------------------------------------
+# The phase and the switch
+# ----------------------------------------------------------------------------
+
+
+def init_coop_state() -> dict:
+  """The CoopInit entry of ``state.extra``: ``{'phase': int32 0}`` (cooperative)."""
+  return {'phase': jnp.asarray(PHASE_COOP, jnp.int32)}
+
+
+def with_coop_state(state: GANState) -> GANState:
+  """``state`` with ``extra['coopinit']`` set to :func:`init_coop_state`."""
+  return state.replace(extra={**state.extra, EXTRA_KEY: init_coop_state()})
+
+
+def _coop_entry(state: GANState) -> dict:
+  if EXTRA_KEY not in state.extra:
+    raise ValueError(
+      f"the state has no extra['{EXTRA_KEY}'] entry (extra keys: {sorted(state.extra)}); "
+      "create it with create_state(..., extra={'coopinit': coopinit.init_coop_state()}) or "
+      'coopinit.with_coop_state(state).'
+    )
+  return state.extra[EXTRA_KEY]
+
+
+def _reinit_opt_state(tx: optax.GradientTransformation, params, old_state):
+  """``tx.init(params)`` with the boolean leaves (masks) of ``old_state`` kept."""
+  fresh = tx.init(params)
+  if jax.tree.structure(fresh) != jax.tree.structure(old_state):
+    raise ValueError(
+      'reset_moments: the optimizer state does not have the structure of tx.init(params); '
+      'pass the g_tx/d_tx the run was built with.'
+    )
+  keep = lambda new, old: old if jnp.result_type(old) == jnp.bool_ else new
+  return jax.tree.map(keep, fresh, old_state)
+
+
+def switch_to_adversarial(
+  state: GANState,
+  *,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  reset_moments: bool,
+  reset_ema: bool = True,
+) -> GANState:
+  """Marks the cooperative phase as finished; parameters are kept as they are.
+
+  Pure and jit-able; the returned pytree has the structure of ``state``.
+
+  Args:
+    state: a state in the cooperative phase.
+    g_tx: G's optimizer; ``d_tx``: D's (used only when resetting).
+    reset_moments: re-initialize both optimizer states from the current
+      params (``tx.init(params)``: Adam moments and counts to zero), keeping
+      every boolean leaf of the old state (sparse masks, which prune/regrow
+      may have changed since ``init``); False keeps the states as they are.
+    reset_ema: restart G's EMA from G's current params (when kept at all).
+
+  Returns:
+    The state with ``extra['coopinit']['phase'] = 1``.
+  """
+  entry = _coop_entry(state)
+  g, d = state.g, state.d
+  if reset_moments:
+    g = g.replace(opt_state=_reinit_opt_state(g_tx, g.params, g.opt_state))
+    d = d.replace(opt_state=_reinit_opt_state(d_tx, d.params, d.opt_state))
+  ema = state.ema_params
+  if reset_ema and ema is not None:
+    ema = jax.tree.map(lambda p, e: jnp.asarray(p, e.dtype), g.params, ema)
+  entry = {**entry, 'phase': jnp.asarray(PHASE_ADVERSARIAL, jnp.int32)}
+  return state.replace(g=g, d=d, ema_params=ema, extra={**state.extra, EXTRA_KEY: entry})
+
+
+def _host_scalar(x) -> int:
+  # Replicated (pmap) states carry a leading device axis; all copies agree.
+  return int(np.asarray(x).reshape(-1)[0])
+
+
+def make_phased_step(
+  coop: Step,
+  adversarial: Step,
+  t_init: int,
+  *,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  reset_moments: bool = False,
+  reset_ema: bool = True,
+  jit: bool = True,
+) -> Step:
+  """Host-side two-phase step: ``coop`` while ``step < t_init``, then ``adversarial``.
+
+  The phase is read from the state (``step`` and ``extra['coopinit']['phase']``),
+  so a run resumed from a checkpoint continues exactly where it was: inside the
+  cooperative phase it keeps cooperating; a state restored at ``step >=
+  t_init`` that is still in phase 0 (saved right at the switch) is switched
+  before its first adversarial step. :func:`switch_to_adversarial` runs once,
+  right before the adversarial step of iteration ``t_init``.
+
+  Each of the three functions is compiled once (``jit=True``). To avoid a
+  device-to-host sync per call, the step number is read from the device only
+  when the incoming state is not the one this wrapper returned last.
+
+  Args:
+    coop: the cooperative step (:func:`coop_step`).
+    adversarial: any adversarial step of the library (two-stage, one-stage,
+      with DAT/DiffAugment/sparse optimizers as configured).
+    t_init: number of cooperative iterations (>= 0).
+    g_tx: G's optimizer; ``d_tx``: D's (the ones the steps use).
+    reset_moments: re-initialize the optimizer states at the switch.
+    reset_ema: restart G's EMA from G's params at the switch.
+    jit: compile the steps and the switch with ``jax.jit``; pass False when
+      the given steps are already compiled (then the switch runs eagerly).
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)``.
+  """
+  if isinstance(t_init, bool) or not isinstance(t_init, int | np.integer) or t_init < 0:
+    raise ValueError(f'make_phased_step: t_init must be an int >= 0, got {t_init!r}.')
+  t_init = int(t_init)
+  switch = functools.partial(
+    switch_to_adversarial, g_tx=g_tx, d_tx=d_tx, reset_moments=reset_moments, reset_ema=reset_ema
+  )
+  if jit:
+    coop, adversarial, switch = jax.jit(coop), jax.jit(adversarial), jax.jit(switch)
+  # (step array returned last, its value, its phase): lets us skip reading the device.
+  last = {'step': None, 'value': None, 'phase': None}
+
+  def phased(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    entry = _coop_entry(state)
+    if last['step'] is not None and state.step is last['step']:
+      t, phase = last['value'], last['phase']
+    else:
+      t, phase = _host_scalar(state.step), _host_scalar(entry['phase'])
+    if t < t_init:
+      if phase != PHASE_COOP:
+        raise ValueError(
+          f'state at step {t} is already in the adversarial phase but t_init={t_init}: the '
+          'cooperative phase cannot restart. Resume with the t_init the run was started with '
+          f'(at most {t}).'
+        )
+      new, metrics = coop(state, batch)
+      phase = PHASE_COOP
+    else:
+      if phase == PHASE_COOP:
+        state = switch(state)
+      new, metrics = adversarial(state, batch)
+      phase = PHASE_ADVERSARIAL
+    last.update(step=new.step, value=t + 1, phase=phase)
+    return new, metrics
+
+  return phased

@@ -1,0 +1,255 @@
+"""DCGAN generators and discriminators for 28x28, 32x32 and 64x64 images.
+
+Architectures (``d`` = ``width``, ``C`` = image channels, ``up`` =
+:class:`jaxgan.nn.ConvTranspose4x4s2`, i.e. ``ConvTranspose2d(k=4, s=2, p=1)``):
+
+* **64x64**, the PyTorch DCGAN as in OSGAN's ``networks/dcgan.py`` (default
+  ``d = 128``). G: ``Project4x4(z -> 8d)`` (``ConvTranspose2d(k=4, s=1, p=0)`` on
+  1x1) -> ``up 4d`` -> ``up 2d`` -> ``up d`` (each BN + ReLU, the projection too) ->
+  ``up C`` -> tanh. D: ``conv4x4 s2 d`` + LReLU -> ``conv 2d`` -> ``conv 4d`` ->
+  ``conv 8d`` (each norm + LReLU) -> ``conv4x4 s1 p0 -> 1`` on the 4x4 map.
+* **32x32**, the "standard CNN" of Miyato et al. 2018 (SNGAN paper, Table 3;
+  default ``d = 64``). G: ``Dense(z -> 4*4*8d)`` -> BN + ReLU -> ``up 4d`` ->
+  ``up 2d`` -> ``up d`` (each BN + ReLU) -> ``conv3x3 C`` -> tanh. D:
+  ``conv3x3 d`` -> ``conv4x4 s2 d`` -> ``conv3x3 2d`` -> ``conv4x4 s2 2d`` ->
+  ``conv3x3 4d`` -> ``conv4x4 s2 4d`` -> ``conv3x3 8d`` (each LReLU; norm on all but
+  the first) -> ``Dense(4*4*8d -> 1)``. (Miyato used LReLU slope 0.1.)
+* **28x28** (MNIST; default ``d = 64``): G: ``Dense(z -> 7*7*4d)`` -> BN + ReLU ->
+  ``up 2d`` (14x14) + BN + ReLU -> ``up C`` (28x28) -> tanh. D: ``conv4x4 s2 2d``
+  (14x14) + LReLU -> ``conv4x4 s2 4d`` (7x7) + norm + LReLU -> ``Dense(7*7*4d -> 1)``.
+
+All conv/dense/transposed-conv kernels start from N(0, 0.02) and biases from 0
+(as the references); norm scales/biases start at 1/0. BatchNorm uses PyTorch's
+momentum and epsilon. G always uses BatchNorm; D's normalization is one of
+:data:`jaxgan.nn.D_NORMS` (spectral normalization covers every D layer, the
+activation norms every layer but the first and the last). D's LeakyReLU slope is
+0.2.
+
+Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on the output of
+its first layer (the projection, before BN); D calls it on the input of its last
+linear layer. Without a ``'perturbations'`` collection in the variables these are
+no-ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgan.nn import (
+  ConvTranspose4x4s2,
+  Project4x4,
+  activation_norm,
+  batch_norm,
+  check_norm,
+  spectral_norm,
+)
+
+IMAGE_SIZES = (28, 32, 64)
+DEFAULT_WIDTH = {28: 64, 32: 64, 64: 128}
+_W_INIT = nn.initializers.normal(0.02)
+_B_INIT = nn.initializers.zeros_init()
+
+
+def _check_size(image_size: int, where: str) -> None:
+  if image_size not in IMAGE_SIZES:
+    raise ValueError(
+      f'{where}: image_size={image_size!r} is not supported; choose one of {list(IMAGE_SIZES)} '
+      '(SNGANGenerator/SNGANDiscriminator serve other 32x32-style sizes).'
+    )
+
+
+def _width(image_size: int, width: int | None, where: str) -> int:
+  w = DEFAULT_WIDTH[image_size] if width is None else width
+  if w <= 0:
+    raise ValueError(f'{where}: width must be a positive channel count, got {width!r}.')
+  return w
+
+
+class DCGANGenerator(nn.Module):
+  """DCGAN generator: latents ``[B, nz]`` -> images ``[B, S, S, channels]`` in [-1, 1].
+
+  Attributes:
+    image_size: 28, 32 or 64 (architectures in the module docstring).
+    channels: output image channels.
+    width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
+    upsample: ``'fast'`` (:func:`jaxgan.nn.conv_transpose_4x4s2`) or ``'stock'``
+      (XLA's ``lax.conv_transpose``; same params and values, for benchmarks).
+    dtype: computation dtype (``None``: float32); params stay float32 and the
+      output is float32.
+  """
+
+  image_size: int = 32
+  channels: int = 3
+  width: int | None = None
+  upsample: str = 'fast'
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    """Generates images.
+
+    Args:
+      z: latents ``[B, nz]``.
+      train: BatchNorm uses (and updates) batch statistics.
+
+    Returns:
+      Images ``[B, image_size, image_size, channels]`` in [-1, 1].
+    """
+    _check_size(self.image_size, 'DCGANGenerator')
+    d = _width(self.image_size, self.width, 'DCGANGenerator')
+    if self.upsample not in ('fast', 'stock'):
+      raise ValueError(f"DCGANGenerator.upsample must be 'fast' or 'stock', got {self.upsample!r}.")
+    if z.ndim != 2:
+      raise ValueError(f'DCGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
+
+    def up(features, name):
+      return ConvTranspose4x4s2(
+        features,
+        method=self.upsample,
+        kernel_init=_W_INIT,
+        bias_init=_B_INIT,
+        dtype=self.dtype,
+        name=name,
+      )
+
+    def bn_relu(h, name):
+      return nn.relu(batch_norm(train, name, self.dtype)(h))
+
+    def dense(features, name):
+      return nn.Dense(features, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name=name)
+
+    b = z.shape[0]
+    if self.image_size == 64:
+      h = Project4x4(
+        8 * d, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='project'
+      )(z)
+      h = self.perturb('features', h)
+      h = bn_relu(h, 'project_bn')
+      for i, mult in enumerate((4, 2, 1)):
+        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
+      h = up(self.channels, 'up4')(h)
+    elif self.image_size == 32:
+      h = dense(4 * 4 * 8 * d, 'project')(z)
+      h = self.perturb('features', h.reshape(b, 4, 4, 8 * d))
+      h = bn_relu(h, 'project_bn')
+      for i, mult in enumerate((4, 2, 1)):
+        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
+      h = nn.Conv(
+        self.channels,
+        (3, 3),
+        padding=((1, 1), (1, 1)),
+        kernel_init=_W_INIT,
+        bias_init=_B_INIT,
+        dtype=self.dtype,
+        name='out',
+      )(h)
+    else:
+      h = dense(7 * 7 * 4 * d, 'project')(z)
+      h = self.perturb('features', h.reshape(b, 7, 7, 4 * d))
+      h = bn_relu(h, 'project_bn')
+      h = bn_relu(up(2 * d, 'up1')(h), 'up1_bn')
+      h = up(self.channels, 'up2')(h)
+    return jnp.tanh(h).astype(jnp.float32)
+
+
+class DCGANDiscriminator(nn.Module):
+  """DCGAN discriminator: images ``[B, S, S, C]`` -> logits ``[B]``.
+
+  Attributes:
+    image_size: 28, 32 or 64 (architectures in the module docstring); inputs
+      must have this height and width.
+    width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
+    norm: one of :data:`jaxgan.nn.D_NORMS` ('batch' is the DCGAN default;
+      'group' is OSGAN's ``dcgan_gn`` for one-stage training with asymmetric
+      losses).
+    negative_slope: LeakyReLU slope.
+    dtype: computation dtype (``None``: float32); params stay float32 and the
+      logits are float32.
+  """
+
+  image_size: int = 32
+  width: int | None = None
+  norm: str = 'batch'
+  negative_slope: float = 0.2
+  dtype: Any = None
+
+  @property
+  def batch_coupled(self) -> bool:
+    """True when D mixes the samples of a batch (BatchNorm in train mode)."""
+    return self.norm == 'batch'
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """Scores images.
+
+    Args:
+      x: images ``[B, image_size, image_size, C]``.
+      train: BatchNorm uses (and updates) batch statistics; spectral norm stores
+        its power-iteration state.
+
+    Returns:
+      Logits ``[B]``.
+    """
+    _check_size(self.image_size, 'DCGANDiscriminator')
+    d = _width(self.image_size, self.width, 'DCGANDiscriminator')
+    check_norm(self.norm, 'DCGANDiscriminator')
+    if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
+      raise ValueError(
+        f'DCGANDiscriminator(image_size={self.image_size}) expects images '
+        f'[B, {self.image_size}, {self.image_size}, C], got shape {tuple(x.shape)}.'
+      )
+    sn = self.norm == 'spectral'
+
+    def conv(h, features, kernel, stride, name, normalize=True, padding=1):
+      layer = nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        kernel_init=_W_INIT,
+        bias_init=_B_INIT,
+        dtype=self.dtype,
+        name=name,
+      )
+      h = spectral_norm(layer, sn, train)(h)
+      if normalize:
+        h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
+      return nn.leaky_relu(h, self.negative_slope)
+
+    def dense_head(h):
+      h = self.perturb('features', h.reshape(h.shape[0], -1))
+      layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
+      return spectral_norm(layer, sn, train)(h)[:, 0].astype(jnp.float32)
+
+    if self.image_size == 64:
+      h = conv(x, d, 4, 2, 'conv1', normalize=False)
+      h = conv(h, 2 * d, 4, 2, 'conv2')
+      h = conv(h, 4 * d, 4, 2, 'conv3')
+      h = conv(h, 8 * d, 4, 2, 'conv4')
+      h = self.perturb('features', h)
+      head = nn.Conv(
+        1,
+        (4, 4),
+        padding='VALID',
+        kernel_init=_W_INIT,
+        bias_init=_B_INIT,
+        dtype=self.dtype,
+        name='head',
+      )
+      return spectral_norm(head, sn, train)(h).reshape(h.shape[0]).astype(jnp.float32)
+    if self.image_size == 32:
+      h = conv(x, d, 3, 1, 'conv1', normalize=False)
+      h = conv(h, d, 4, 2, 'conv2')
+      h = conv(h, 2 * d, 3, 1, 'conv3')
+      h = conv(h, 2 * d, 4, 2, 'conv4')
+      h = conv(h, 4 * d, 3, 1, 'conv5')
+      h = conv(h, 4 * d, 4, 2, 'conv6')
+      h = conv(h, 8 * d, 3, 1, 'conv7')
+      return dense_head(h)
+    h = conv(x, 2 * d, 4, 2, 'conv1', normalize=False)
+    h = conv(h, 4 * d, 4, 2, 'conv2')
+    return dense_head(h)

@@ -1,0 +1,299 @@
+"""Tests of jaxgan.sparse.lottery (IMP, rewinding, tickets)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from tiny_models import IMAGE_SHAPE, LATENT_DIM, TinyD, TinyG
+
+from jaxgan import sparse
+from jaxgan.sparse import lottery
+from jaxgan.state import create_state
+
+# Maskable kernels of 4500 + 3500 + 2000 = 10000 = 16 * 5^4 weights, plus dense biases.
+SHAPES = {
+  'Conv_0': {'kernel': (3, 3, 20, 25), 'bias': (25,)},
+  'Conv_1': {'kernel': (2, 2, 25, 35), 'bias': (35,)},
+  'Dense_0': {'kernel': (16, 125), 'bias': (125,)},
+}
+
+
+def make_params(seed=0, shapes=SHAPES):
+  """Params with distinct magnitudes (a random permutation of a fine grid)."""
+  rng = np.random.default_rng(seed)
+  leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
+  total = sum(int(np.prod(s)) for s in leaves)
+  values = rng.permutation(np.arange(1, total + 1)) / total * rng.choice([-1.0, 1.0], total)
+  out, start = [], 0
+  for s in leaves:
+    n = int(np.prod(s))
+    out.append(jnp.asarray(values[start : start + n].reshape(s), jnp.float32))
+    start += n
+  return jax.tree.unflatten(treedef, out)
+
+
+def kernels(tree):
+  return [tree[k]['kernel'] for k in sorted(SHAPES)]
+
+
+def alive(masks):
+  return int(sparse.count_alive(masks))
+
+
+def ref_alive(n0, rounds, rate=0.2):
+  """An independent recursion: Python's round (half to even) of rate * n."""
+  n = [n0]
+  for _ in range(rounds):
+    n.append(n[-1] - round(rate * n[-1]))
+  return n
+
+
+# ----------------------------------------------------------------------------
+# Counts and selection
+# ----------------------------------------------------------------------------
+
+
+def test_prune_count_rounding():
+  assert lottery.prune_count(12, 0.2) == 2  # 2.4
+  assert lottery.prune_count(13, 0.2) == 3  # 2.6
+  assert lottery.prune_count(5, 0.5) == 2  # 2.5 -> 2 (half to even, as torch)
+  assert lottery.prune_count(7, 0.5) == 4  # 3.5 -> 4
+  assert lottery.prune_count(7, 0.5, 'floor') == 3
+  assert lottery.expected_alive(10000, 4) == [10000, 8000, 6400, 5120, 4096]
+
+
+def test_global_sparsity_after_r_rounds_is_exact():
+  params = make_params()
+  masks = sparse.dense_masks(params)
+  assert sparse.num_maskable(masks) == 10000 and masks['Conv_0']['bias'] is None
+  history = [masks]
+  for r in range(1, 5):
+    masks = lottery.imp_round(make_params(seed=r), masks)  # new "trained" weights each round
+    history.append(masks)
+    assert alive(masks) == round(10000 * 0.8**r)  # 8000, 6400, 5120, 4096
+    assert float(sparse.global_density(masks)) == pytest.approx(0.8**r, abs=1e-7)
+  assert 1.0 - alive(masks) / 10000 == pytest.approx(1 - 0.8**4, abs=1e-12)  # 59.04 %
+  for outer, inner in zip(history, history[1:]):
+    assert lottery.is_nested(inner, outer)
+
+
+def test_global_counts_follow_the_documented_rounding_for_any_size():
+  shapes = {'a': {'kernel': (7, 11)}, 'b': {'kernel': (3, 3, 5, 3)}, 'c': {'kernel': (13, 1)}}
+  n0 = 77 + 135 + 13
+  params = make_params(shapes=shapes)
+  masks = sparse.dense_masks(params)
+  want = ref_alive(n0, 8)
+  for r in range(1, 9):
+    masks = lottery.imp_round(params, masks)
+    assert alive(masks) == want[r]
+    assert abs(alive(masks) - n0 * 0.8**r) <= 2.5  # 0.5 / rate
+  floor = sparse.dense_masks(params)
+  for _ in range(3):
+    floor = lottery.imp_round(params, floor, rounding='floor')
+  assert alive(floor) == lottery.expected_alive(n0, 3, rounding='floor')[-1]
+
+
+def test_global_round_prunes_the_smallest_alive_magnitudes():
+  params = make_params()
+  masks = lottery.imp_round(params, sparse.dense_masks(params))
+  trained = make_params(seed=5)
+  new = lottery.imp_round(trained, masks)
+  # Independent selection: the round(0.2 * 8000) = 1600 smallest |w| among alive weights.
+  w = np.concatenate([np.abs(np.asarray(k)).ravel() for k in kernels(trained)])
+  old = np.concatenate([np.asarray(m).ravel() for m in kernels(masks)])
+  order = np.argsort(np.where(old, w, np.inf))
+  expect = old.copy()
+  expect[order[:1600]] = False
+  got = np.concatenate([np.asarray(m).ravel() for m in kernels(new)])
+  np.testing.assert_array_equal(got, expect)
+
+
+def test_global_ranking_empties_a_layer_of_tiny_weights():
+  params = make_params()
+  params['Dense_0']['kernel'] = params['Dense_0']['kernel'] * 1e-6  # 2000 tiny weights
+  masks = lottery.imp_round(params, sparse.dense_masks(params))  # prunes 2000
+  assert int(jnp.sum(masks['Dense_0']['kernel'])) == 0
+  assert int(jnp.sum(masks['Conv_0']['kernel'])) == 4500
+
+
+def test_layer_scope_hits_per_layer_counts():
+  params = make_params()
+  masks = sparse.dense_masks(params)
+  sizes = {k: int(np.prod(SHAPES[k]['kernel'])) for k in SHAPES}
+  for r in range(1, 4):
+    trained = make_params(seed=10 + r)
+    new = lottery.imp_round(trained, masks, scope='layer')
+    for k, n in sizes.items():
+      assert int(jnp.sum(new[k]['kernel'])) == ref_alive(n, r)[r]
+      # Inside each layer: the smallest |w| among the layer's alive weights went.
+      old = np.asarray(masks[k]['kernel']).ravel()
+      w = np.abs(np.asarray(trained[k]['kernel'])).ravel()
+      expect = old.copy()
+      expect[np.argsort(np.where(old, w, np.inf))[: round(0.2 * old.sum())]] = False
+      np.testing.assert_array_equal(np.asarray(new[k]['kernel']).ravel(), expect)
+    assert lottery.is_nested(new, masks)
+    masks = new
+
+
+# ----------------------------------------------------------------------------
+# Rewinding and the search
+# ----------------------------------------------------------------------------
+
+
+def test_rewind_is_initial_on_kept_entries_and_zero_elsewhere():
+  theta0 = make_params(seed=1)
+  masks = lottery.imp_round(make_params(seed=2), sparse.dense_masks(theta0))
+  rewound = lottery.rewind(theta0, masks)
+  for k in SHAPES:
+    m = np.asarray(masks[k]['kernel'])
+    w0, w = np.asarray(theta0[k]['kernel']), np.asarray(rewound[k]['kernel'])
+    np.testing.assert_array_equal(w[m], w0[m])
+    np.testing.assert_array_equal(w[~m], 0.0)
+    np.testing.assert_array_equal(rewound[k]['bias'], theta0[k]['bias'])  # dense leaves
+  assert lottery.rewind(theta0, None) is theta0
+
+
+def test_find_ticket_rounds_rewinds_and_bookkeeping():
+  theta0, phi0 = make_params(seed=1), make_params(seed=2)
+  late = make_params(seed=3)  # a "step-k" copy of G for late rewinding
+  calls, saved = [], []
+
+  def train_fn(params, masks, r):
+    calls.append((params, masks, r))
+    # "Training" moves the weights; pruned weights stay zero as with a masked optimizer.
+    moved = jax.tree.map(lambda p, q: p + 0.3 * q, params['g'], make_params(seed=20 + r))
+    return {'g': sparse.apply_masks(moved, masks['g']), 'd': params['d']}
+
+  tickets = lottery.find_ticket(
+    train_fn,
+    {'g': theta0, 'd': phi0},
+    3,
+    rewind_params={'g': late, 'd': phi0},
+    on_round=lambda t, trained: saved.append((t.round, trained)),
+  )
+  assert [t.round for t in tickets] == [0, 1, 2, 3]
+  assert [c[2] for c in calls] == [0, 1, 2]
+  assert [s[0] for s in saved] == [1, 2, 3]
+  for t in tickets:
+    assert t.masks['d'] is None and t.density['d'] == 1.0
+    assert t.density['g'] == pytest.approx(0.8**t.round, abs=1e-7)
+  for (params, masks, _), t in zip(calls, tickets):  # round r trains the masks of ticket r
+    jax.tree.map(np.testing.assert_array_equal, masks['g'], t.masks['g'])
+    jax.tree.map(np.testing.assert_array_equal, params['g'], lottery.rewind(late, t.masks['g']))
+    jax.tree.map(np.testing.assert_array_equal, params['d'], phi0)  # D dense, reset every round
+  for a, b in zip(tickets, tickets[1:]):
+    assert lottery.is_nested(b.masks['g'], a.masks['g'])
+  # The masks of round r are the magnitudes of that round's trained G.
+  want = lottery.imp_round(saved[1][1]['g'], tickets[1].masks['g'])
+  jax.tree.map(np.testing.assert_array_equal, tickets[2].masks['g'], want)
+
+
+def test_find_ticket_prunes_g_and_d_separately_and_respects_exclude():
+  theta0 = make_params(seed=1)
+  # D's weights are all tiny: a ranking across G and D would empty D first.
+  phi0 = jax.tree.map(lambda x: x * 1e-6, make_params(seed=2))
+  train_fn = lambda params, masks, r: params
+  tickets = lottery.find_ticket(
+    train_fn, {'g': theta0, 'd': phi0}, 2, prune=('g', 'd'), exclude=('Dense_0',)
+  )
+  last = tickets[-1]
+  assert last.masks['g']['Dense_0']['kernel'] is None  # excluded: stays dense
+  n = 4500 + 3500
+  for net in ('g', 'd'):
+    assert alive(last.masks[net]) == ref_alive(n, 2)[2]
+    assert last.density[net] == pytest.approx(ref_alive(n, 2)[2] / n)
+
+
+def test_find_ticket_errors():
+  p = {'g': make_params()}
+  train = lambda params, masks, r: params
+  with pytest.raises(ValueError, match='rate'):
+    lottery.find_ticket(train, p, 1, rate=1.0)
+  with pytest.raises(ValueError, match='rate'):
+    lottery.imp_round(p['g'], sparse.dense_masks(p['g']), rate=0.0)
+  with pytest.raises(ValueError, match='rounding'):
+    lottery.find_ticket(train, p, 1, rounding='ceil')
+  with pytest.raises(ValueError, match='scope'):
+    lottery.find_ticket(train, p, 1, scope='network')
+  with pytest.raises(ValueError, match='rounds'):
+    lottery.find_ticket(train, p, -1)
+  with pytest.raises(ValueError, match=r"prune names \['d'\]"):
+    lottery.find_ticket(train, p, 1, prune=('d',))
+  with pytest.raises(ValueError, match='sequence of network names'):
+    lottery.find_ticket(train, p, 1, prune='g')
+  with pytest.raises(ValueError, match='no prunable leaf'):
+    lottery.find_ticket(train, p, 1, exclude=('kernel',))
+  with pytest.raises(ValueError, match='mirror'):
+    lottery.imp_round(p['g'], {'Conv_0': None}, rate=0.2)
+
+
+# ----------------------------------------------------------------------------
+# A fresh run of a ticket (GANState level) and saving
+# ----------------------------------------------------------------------------
+
+
+def test_rewind_state_fresh_optimizer_ema_and_masks():
+  g_mod, d_mod = TinyG(), TinyD()
+  g_tx = sparse.masked(optax.adam(1e-2), sparse.dense_masks, grad_mode='masked')
+  d_tx = optax.adam(1e-2)
+  init = jax.jit(
+    lambda key: create_state(
+      key,
+      g_module=g_mod,
+      d_module=d_mod,
+      g_tx=g_tx,
+      d_tx=d_tx,
+      latent_dim=LATENT_DIM,
+      image_shape=IMAGE_SHAPE,
+    )
+  )(jax.random.PRNGKey(0))  # one compile instead of many eager ops
+  g_masks = lottery.imp_round(init.g.params, sparse.get_masks(init.g.opt_state), rate=0.5)
+  state = lottery.rewind_state(init, g_tx, d_tx, {'g': g_masks})
+  jax.tree.map(
+    np.testing.assert_array_equal, state.g.params, lottery.rewind(init.g.params, g_masks)
+  )
+  jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.g.params)
+  jax.tree.map(np.testing.assert_array_equal, state.d.params, init.d.params)
+  jax.tree.map(
+    np.testing.assert_array_equal, sparse.get_masks(state.g.opt_state), g_masks
+  )  # masks installed
+  fresh = g_tx.init(state.g.params)
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    sparse.find_mask_state(state.g.opt_state).inner,
+    fresh.inner,
+  )  # Adam restarted
+
+  # Training the ticket keeps the pruned weights at exactly zero.
+  @jax.jit
+  def one_step(params, opt_state):
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = g_tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates)
+
+  new = one_step(state.g.params, state.g.opt_state)
+  for m, w in zip(jax.tree.leaves(g_masks), [new['Dense_0']['kernel'], new['Dense_1']['kernel']]):
+    np.testing.assert_array_equal(np.asarray(w)[~np.asarray(m)], 0.0)
+  with pytest.raises(ValueError, match='no sparse masks'):
+    lottery.rewind_state(init, g_tx, d_tx, {'d': sparse.dense_masks(init.d.params)})
+  with pytest.raises(ValueError, match="'g' and 'd'"):
+    lottery.rewind_state(init, g_tx, d_tx, {'gen': g_masks})
+
+
+def test_masks_save_and_load(tmp_path):
+  params = make_params()
+  masks = lottery.imp_round(params, sparse.dense_masks(params))
+  arrays = lottery.masks_to_arrays(masks)
+  assert set(arrays) == {'Conv_0/kernel', 'Conv_1/kernel', 'Dense_0/kernel'}
+  np.savez(tmp_path / 'round1.npz', **arrays)
+  with np.load(tmp_path / 'round1.npz') as f:
+    loaded = lottery.masks_from_arrays(dict(f), params)
+  assert loaded['Conv_0']['bias'] is None
+  jax.tree.map(np.testing.assert_array_equal, loaded, masks)
+  with pytest.raises(ValueError, match='match no leaf'):
+    lottery.masks_from_arrays({'Conv_9/kernel': arrays['Conv_0/kernel']}, params)
+  with pytest.raises(ValueError, match='shape'):
+    lottery.masks_from_arrays({'Conv_0/kernel': np.ones((2, 2), bool)}, params)
