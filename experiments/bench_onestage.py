@@ -29,15 +29,17 @@ from jaxgan.state import create_state
 from jaxgan.steps import two_stage_step
 
 SETTINGS = {
-    'symmetric': dict(loss='minimax', d_norm='batch', mode='symmetric'),
-    'asymmetric': dict(loss='ns', d_norm='group', mode='asymmetric'),
+  'symmetric': dict(loss='minimax', d_norm='batch', mode='symmetric'),
+  'asymmetric': dict(loss='ns', d_norm='group', mode='asymmetric'),
 }
 IMAGE_SHAPES = {'dcgan28': (28, 28, 1), 'dcgan32': (32, 32, 3), 'dcgan64': (64, 64, 3)}
 LATENT = 100
 
 
 def forward_flops(apply, variables, x) -> float:
-  cost = jax.jit(lambda v, x: apply(v, x, train=True)[0]).lower(variables, x).compile().cost_analysis()
+  cost = (
+    jax.jit(lambda v, x: apply(v, x, train=True)[0]).lower(variables, x).compile().cost_analysis()
+  )
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get('flops', float('nan')))
 
@@ -45,18 +47,28 @@ def forward_flops(apply, variables, x) -> float:
 def build(model: str, setting: dict, batch: int):
   g, d = models.get_models(model, latent_dim=LATENT, d_norm=setting['d_norm'])
   game = Game(
-      g_apply=make_apply(g),
-      d_apply=make_apply(d),
-      loss=losses.get_loss(setting['loss']),
-      sample_latents=gaussian_latents(LATENT),
-      d_batch_coupled=models.d_is_batch_coupled(d),
+    g_apply=make_apply(g),
+    d_apply=make_apply(d),
+    loss=losses.get_loss(setting['loss']),
+    sample_latents=gaussian_latents(LATENT),
+    d_batch_coupled=models.d_is_batch_coupled(d),
   )
   tx = optax.adam(2e-4, b1=0.5)
   state = create_state(
-      jax.random.PRNGKey(0), g_module=g, d_module=d, g_tx=tx, d_tx=tx, latent_dim=LATENT,
-      image_shape=IMAGE_SHAPES[model], use_ema=False,
+    jax.random.PRNGKey(0),
+    g_module=g,
+    d_module=d,
+    g_tx=tx,
+    d_tx=tx,
+    latent_dim=LATENT,
+    image_shape=IMAGE_SHAPES[model],
+    use_ema=False,
   )
-  real = {'image': jax.random.uniform(jax.random.PRNGKey(1), (batch, *IMAGE_SHAPES[model]), minval=-1, maxval=1)}
+  real = {
+    'image': jax.random.uniform(
+      jax.random.PRNGKey(1), (batch, *IMAGE_SHAPES[model]), minval=-1, maxval=1
+    )
+  }
   two = jax.jit(two_stage_step(game, tx, tx))
   one = jax.jit(onestage.one_stage_step(game, tx, tx, mode=setting['mode']))
   z = jnp.zeros((batch, LATENT))
@@ -79,9 +91,11 @@ def main():
   ap.add_argument('--repeats', type=int, default=20)
   ap.add_argument('--models', default='dcgan28,dcgan32')
   args = ap.parse_args()
-  print(f'# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
-        f'jax {jax.__version__}, backend {jax.default_backend()}, batch {args.batch}, '
-        f'median of {args.repeats} interleaved runs after warm-up')
+  print(
+    f'# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
+    f'jax {jax.__version__}, backend {jax.default_backend()}, batch {args.batch}, '
+    f'median of {args.repeats} interleaved runs after warm-up'
+  )
   print('| model | setting | two-stage ms | one-stage ms | speed-up | analytic |')
   print('|---|---|---|---|---|---|')
   for model in args.models.split(','):
@@ -99,7 +113,10 @@ def main():
         t_one.append(dt)
       m_two, m_one = np.median(t_two) * 1e3, np.median(t_one) * 1e3
       analytic = (4 * f_g + 9 * f_d) / (3 * f_g + 6 * f_d)
-      print(f'| {model} | {name} | {m_two:.1f} | {m_one:.1f} | {m_two / m_one:.2f}x | {analytic:.2f}x |', flush=True)
+      print(
+        f'| {model} | {name} | {m_two:.1f} | {m_one:.1f} | {m_two / m_one:.2f}x | {analytic:.2f}x |',
+        flush=True,
+      )
 
 
 if __name__ == '__main__':

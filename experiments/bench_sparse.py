@@ -123,13 +123,18 @@ def main():
     grads['d'],
   )
 
-  for fn, *a in cases.values():  # compile + warm up
-    timed(fn, *a)
-    timed(fn, *a)
+  for k, (fn, *a) in cases.items():  # compile + warm up
+    first = timed(fn, *a)
+    print(
+      f'  compiled {k[0]} ({k[1]}): first call {first:.1f} s, then {timed(fn, *a) * 1e3:.1f} ms',
+      flush=True,
+    )
   times = {k: [] for k in cases}
-  for _ in range(args.rounds):
+  for r in range(args.rounds):
     for k, (fn, *a) in cases.items():
       times[k].append(timed(fn, *a))
+    if (r + 1) % 5 == 0:
+      print(f'  round {r + 1}/{args.rounds}', flush=True)
 
   n_g = sum(x.size for x in jax.tree.leaves(states['dense'].g.params))
   n_d = sum(x.size for x in jax.tree.leaves(states['dense'].d.params))

@@ -213,6 +213,7 @@ def build_jax(model: str, upsample: str, batch: int, variables=None):
       g=state.g.replace(opt_state=tx.init(state.g.params)),
       d=state.d.replace(opt_state=tx.init(state.d.params)),
     )
+  state = jax.tree.map(jnp.copy, state)  # own buffers: the step donates its state
   step = jax.jit(two_stage_step(game, tx, tx), donate_argnums=0)
   return state, step, g, d
 

@@ -71,7 +71,14 @@ class RunCheckpointer:
     best_mode: ``'min'`` (FID) or ``'max'``.
   """
 
-  def __init__(self, workdir: str | Path, *, keep: int = 3, best_metric: str | None = None, best_mode: str = 'min'):
+  def __init__(
+    self,
+    workdir: str | Path,
+    *,
+    keep: int = 3,
+    best_metric: str | None = None,
+    best_mode: str = 'min',
+  ):
     if keep < 1:
       raise ValueError(f'keep must be >= 1, got {keep}.')
     if best_mode not in ('min', 'max'):
@@ -79,44 +86,48 @@ class RunCheckpointer:
     self.workdir = Path(workdir)
     self.best_metric = best_metric
     self._last = ocp.CheckpointManager(
-        self.workdir / 'checkpoints',
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True),
-        item_handlers=self._handlers(),
+      self.workdir / 'checkpoints',
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=True
+      ),
+      item_handlers=self._handlers(),
     )
     self._best = None
     if best_metric is not None:
       self._best = ocp.CheckpointManager(
-          self.workdir / 'best',
-          options=ocp.CheckpointManagerOptions(
-              max_to_keep=1,
-              create=True,
-              best_fn=lambda m: m[best_metric],
-              best_mode=best_mode,
-              enable_async_checkpointing=False,
-          ),
-          item_handlers=self._handlers(),
+        self.workdir / 'best',
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=1,
+          create=True,
+          best_fn=lambda m: m[best_metric],
+          best_mode=best_mode,
+          enable_async_checkpointing=False,
+        ),
+        item_handlers=self._handlers(),
       )
 
   @staticmethod
   def _handlers() -> dict:
     return {
-        'state': ocp.StandardCheckpointHandler(),
-        'data': ocp.JsonCheckpointHandler(),
-        'config': ocp.JsonCheckpointHandler(),
+      'state': ocp.StandardCheckpointHandler(),
+      'data': ocp.JsonCheckpointHandler(),
+      'config': ocp.JsonCheckpointHandler(),
     }
 
   def _args(self, state, data_position, config_json):
     return ocp.args.Composite(
-        state=ocp.args.StandardSave(_state_dict(state)),
-        data=ocp.args.JsonSave(dict(data_position)),
-        config=ocp.args.JsonSave({'config': config_json}),
+      state=ocp.args.StandardSave(_state_dict(state)),
+      data=ocp.args.JsonSave(dict(data_position)),
+      config=ocp.args.JsonSave({'config': config_json}),
     )
 
   def save(self, step: int, state: PyTree, data_position: dict, config_json: str) -> None:
     """Saves asynchronously; call :meth:`wait` before reading it back or exiting."""
     self._last.save(step, args=self._args(state, data_position, config_json))
 
-  def save_best(self, step: int, state: PyTree, data_position: dict, config_json: str, metrics: dict) -> None:
+  def save_best(
+    self, step: int, state: PyTree, data_position: dict, config_json: str, metrics: dict
+  ) -> None:
     """Offers the checkpoint to the best-by-metric manager (kept if best so far)."""
     if self._best is None:
       return
@@ -148,7 +159,9 @@ class RunCheckpointer:
       return False
     return True
 
-  def restore(self, target_state: PyTree, *, which: str = 'last') -> tuple[PyTree, dict, str, int] | None:
+  def restore(
+    self, target_state: PyTree, *, which: str = 'last'
+  ) -> tuple[PyTree, dict, str, int] | None:
     """Restores the newest readable checkpoint into the structure of ``target_state``.
 
     Args:
@@ -172,29 +185,43 @@ class RunCheckpointer:
       try:
         saved = _flat_shapes(mngr.item_metadata(step)['state'].tree)
       except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
-        log.warning('checkpoint %d in %s is unreadable (%s); trying the previous one.', step, mngr.directory, err)
+        log.warning(
+          'checkpoint %d in %s is unreadable (%s); trying the previous one.',
+          step,
+          mngr.directory,
+          err,
+        )
         continue
       if saved != expected:
         if not self._readable(mngr, step):
-          log.warning('checkpoint %d in %s is truncated or corrupt; trying the previous one.', step, mngr.directory)
+          log.warning(
+            'checkpoint %d in %s is truncated or corrupt; trying the previous one.',
+            step,
+            mngr.directory,
+          )
           continue
         raise CheckpointMismatchError(
-            f'checkpoint {step} in {mngr.directory} does not match the state this config builds:\n'
-            f'{describe_mismatch(saved, expected)}\n'
-            'Use the config the run was started with, or a new --workdir.'
+          f'checkpoint {step} in {mngr.directory} does not match the state this config builds:\n'
+          f'{describe_mismatch(saved, expected)}\n'
+          'Use the config the run was started with, or a new --workdir.'
         )
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_dict)
       try:
         restored = mngr.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                data=ocp.args.JsonRestore(),
-                config=ocp.args.JsonRestore(),
-            ),
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            data=ocp.args.JsonRestore(),
+            config=ocp.args.JsonRestore(),
+          ),
         )
       except Exception as err:  # noqa: BLE001 - a truncated/corrupt checkpoint falls back
-        log.warning('checkpoint %d in %s could not be restored (%s); trying the previous one.', step, mngr.directory, err)
+        log.warning(
+          'checkpoint %d in %s could not be restored (%s); trying the previous one.',
+          step,
+          mngr.directory,
+          err,
+        )
         continue
       state = flax.serialization.from_state_dict(target_state, restored['state'])
       return state, dict(restored['data']), restored['config']['config'], step

@@ -6,7 +6,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to an ml_collections config file.', lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, 'Path to an ml_collections config file.', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
 
 

@@ -38,7 +38,9 @@ def _crop_center(images: np.ndarray, size: int) -> np.ndarray:
   return images[:, top : top + size, left : left + size]
 
 
-def make_sampler(generate: Callable[[GANState, jax.Array], np.ndarray], sample_latents, state_ref: list):
+def make_sampler(
+  generate: Callable[[GANState, jax.Array], np.ndarray], sample_latents, state_ref: list
+):
   """``(key, n) -> samples`` from the state held in ``state_ref[0]``."""
 
   def sample(key, n):
@@ -66,9 +68,13 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
       samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
       q = metrics.gaussian_mixture_quality(samples, spec.centers, spec.std)
       return {
-          'modes_covered': q['modes_covered'],
-          'high_quality_fraction': q['high_quality_fraction'],
-          'protocol': {'metric': 'gaussian mixture quality, 3 std', 'n_fake': n, 'num_modes': q['num_modes']},
+        'modes_covered': q['modes_covered'],
+        'high_quality_fraction': q['high_quality_fraction'],
+        'protocol': {
+          'metric': 'gaussian mixture quality, 3 std',
+          'n_fake': n,
+          'num_modes': q['num_modes'],
+        },
       }
 
     return evaluate_toy
@@ -84,7 +90,9 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
         x = generate(state, sample_latents(key, b))
         return _crop_center(x, 28) if crop else x
 
-      scores = metrics.evaluate_generator(sample, n, reference, extractor, key=seed, batch_size=min(500, n))
+      scores = metrics.evaluate_generator(
+        sample, n, reference, extractor, key=seed, batch_size=min(500, n)
+      )
       if crop:
         scores['protocol']['fake_preprocessing'] = 'center crop to 28x28'
       return scores
@@ -98,9 +106,13 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
       samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
       modes = metrics.stacked_mnist_modes(metrics.stacked_mnist_channel_logits(samples, classifier))
       return {
-          'modes_covered': modes['modes_covered'],
-          'kl_to_uniform': modes['kl_to_uniform'],
-          'protocol': {'extractor': classifier.name, 'n_fake': n, 'metric': 'per-channel argmax, 1000 modes'},
+        'modes_covered': modes['modes_covered'],
+        'kl_to_uniform': modes['kl_to_uniform'],
+        'protocol': {
+          'extractor': classifier.name,
+          'n_fake': n,
+          'metric': 'per-channel argmax, 1000 modes',
+        },
       }
 
     return evaluate_stacked
@@ -115,7 +127,9 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
       def sample(key, b):
         return generate(state, sample_latents(key, b))
 
-      return metrics.evaluate_generator(sample, n, reference, extractor, key=seed, batch_size=min(250, n))
+      return metrics.evaluate_generator(
+        sample, n, reference, extractor, key=seed, batch_size=min(250, n)
+      )
 
     return evaluate_inception
   return None

@@ -37,11 +37,9 @@ Variables = dict[str, Any]
 
 
 class ApplyFn(Protocol):
-
   def __call__(
-      self, variables: Variables, x: Array, *, train: bool, rngs: dict | None = None
-  ) -> tuple[Array, dict]:
-    ...
+    self, variables: Variables, x: Array, *, train: bool, rngs: dict | None = None
+  ) -> tuple[Array, dict]: ...
 
 
 # (d_variables, real, fake, key) -> scalar, added to D's loss (already weighted).

@@ -72,12 +72,12 @@ class GANLoss:
 
 def _minimax() -> GANLoss:
   return GANLoss(
-      name='minimax',
-      d_real=lambda q: jax.nn.softplus(-q),
-      d_fake=jax.nn.softplus,
-      g_fake=lambda p: -jax.nn.softplus(p),
-      gamma=lambda p: -jnp.ones_like(p),
-      symmetric=True,
+    name='minimax',
+    d_real=lambda q: jax.nn.softplus(-q),
+    d_fake=jax.nn.softplus,
+    g_fake=lambda p: -jax.nn.softplus(p),
+    gamma=lambda p: -jnp.ones_like(p),
+    symmetric=True,
   )
 
 
@@ -85,63 +85,63 @@ def _non_saturating() -> GANLoss:
   # f'(p) = sigmoid(p), g'(p) = -sigmoid(-p): gamma = -exp(-p). sigmoid(p)
   # underflows in float32 for p below about -88 (exp(-p) overflows there).
   return GANLoss(
-      name='ns',
-      d_real=lambda q: jax.nn.softplus(-q),
-      d_fake=jax.nn.softplus,
-      g_fake=lambda p: jax.nn.softplus(-p),
-      gamma=lambda p: -jnp.exp(-p),
-      symmetric=False,
-      gamma_singular=lambda p: ~jnp.isfinite(jnp.exp(-p)),
+    name='ns',
+    d_real=lambda q: jax.nn.softplus(-q),
+    d_fake=jax.nn.softplus,
+    g_fake=lambda p: jax.nn.softplus(-p),
+    gamma=lambda p: -jnp.exp(-p),
+    symmetric=False,
+    gamma_singular=lambda p: ~jnp.isfinite(jnp.exp(-p)),
   )
 
 
 def _wgan() -> GANLoss:
   return GANLoss(
-      name='wgan',
-      d_real=lambda q: -q,
-      d_fake=lambda p: p,
-      g_fake=lambda p: -p,
-      gamma=lambda p: -jnp.ones_like(p),
-      symmetric=True,
+    name='wgan',
+    d_real=lambda q: -q,
+    d_fake=lambda p: p,
+    g_fake=lambda p: -p,
+    gamma=lambda p: -jnp.ones_like(p),
+    symmetric=True,
   )
 
 
 def _hinge() -> GANLoss:
   # f'(p) = 1[p > -1], g'(p) = -1: gamma is -1 where p > -1 and -inf else.
   return GANLoss(
-      name='hinge',
-      d_real=lambda q: jax.nn.relu(1.0 - q),
-      d_fake=lambda p: jax.nn.relu(1.0 + p),
-      g_fake=lambda p: -p,
-      gamma=lambda p: jnp.where(p > -1.0, -1.0, -jnp.inf).astype(p.dtype),
-      symmetric=False,
-      gamma_singular=lambda p: p <= -1.0,
+    name='hinge',
+    d_real=lambda q: jax.nn.relu(1.0 - q),
+    d_fake=lambda p: jax.nn.relu(1.0 + p),
+    g_fake=lambda p: -p,
+    gamma=lambda p: jnp.where(p > -1.0, -1.0, -jnp.inf).astype(p.dtype),
+    symmetric=False,
+    gamma_singular=lambda p: p <= -1.0,
   )
 
 
 def _lsgan(a: float = 0.0, b: float = 1.0, c: float = 1.0) -> GANLoss:
   if a == c:
     raise ValueError(
-        f'lsgan with fake label a={a} equal to the G target c={c} makes D and G '
-        'agree; use c != a (the usual choice is a=0, b=1, c=1).'
+      f'lsgan with fake label a={a} equal to the G target c={c} makes D and G '
+      'agree; use c != a (the usual choice is a=0, b=1, c=1).'
     )
   return GANLoss(
-      name='lsgan',
-      d_real=lambda q: 0.5 * jnp.square(q - b),
-      d_fake=lambda p: 0.5 * jnp.square(p - a),
-      g_fake=lambda p: 0.5 * jnp.square(p - c),
-      gamma=lambda p: (p - c) / (p - a),
-      symmetric=False,
-      gamma_singular=lambda p: p == a,
+    name='lsgan',
+    d_real=lambda q: 0.5 * jnp.square(q - b),
+    d_fake=lambda p: 0.5 * jnp.square(p - a),
+    g_fake=lambda p: 0.5 * jnp.square(p - c),
+    gamma=lambda p: (p - c) / (p - a),
+    symmetric=False,
+    gamma_singular=lambda p: p == a,
   )
 
 
 LOSSES: dict[str, Callable[..., GANLoss]] = {
-    'minimax': _minimax,
-    'ns': _non_saturating,
-    'wgan': _wgan,
-    'hinge': _hinge,
-    'lsgan': _lsgan,
+  'minimax': _minimax,
+  'ns': _non_saturating,
+  'wgan': _wgan,
+  'hinge': _hinge,
+  'lsgan': _lsgan,
 }
 
 
@@ -153,7 +153,6 @@ def get_loss(name: str, **kwargs) -> GANLoss:
   """
   if name not in LOSSES:
     raise ValueError(
-        f'unknown GAN loss {name!r}; choose one of {sorted(LOSSES)} '
-        "(e.g. config.loss='ns')."
+      f"unknown GAN loss {name!r}; choose one of {sorted(LOSSES)} (e.g. config.loss='ns')."
     )
   return LOSSES[name](**kwargs)

@@ -42,20 +42,20 @@ import optax
 from jaxgan.game import Game
 from jaxgan.state import GANState
 from jaxgan.steps import (
-    Step,
-    apply_gradients,
-    augment_inputs,
-    balance_triple,
-    cross_replica_mean,
-    d_inputs,
-    d_regularization,
-    frozen_logits_fn,
-    g_regularization,
-    merge_model_state,
-    split_dis_batches,
-    step_key,
-    update_ema,
-    validate_common,
+  Step,
+  apply_gradients,
+  augment_inputs,
+  balance_triple,
+  cross_replica_mean,
+  d_inputs,
+  d_regularization,
+  frozen_logits_fn,
+  g_regularization,
+  merge_model_state,
+  split_dis_batches,
+  step_key,
+  update_ema,
+  validate_common,
 )
 
 MODES = ('auto', 'symmetric', 'asymmetric', 'exact')
@@ -97,35 +97,35 @@ def resolve_mode(game: Game, mode: str) -> str:
     return 'asymmetric'
   if mode == 'symmetric' and not loss.symmetric:
     raise ValueError(
-        f"one-stage mode 'symmetric' needs a symmetric loss (minimax, wgan), got {loss.name!r}; "
-        "use mode='asymmetric' (gradient decomposition) or mode='exact'."
+      f"one-stage mode 'symmetric' needs a symmetric loss (minimax, wgan), got {loss.name!r}; "
+      "use mode='asymmetric' (gradient decomposition) or mode='exact'."
     )
   if mode == 'asymmetric' and not loss.symmetric:
     if game.d_batch_coupled:
       raise ValueError(
-          f'the asymmetric one-stage rule is not exact for a batch-coupled D (BatchNorm in train '
-          f'mode, minibatch-stddev) with the {loss.name!r} loss: samples interact, so per-sample '
-          "gamma scaling gives a wrong G gradient. Use mode='exact', or a D with GroupNorm, "
-          "LayerNorm, spectral norm or no normalization (e.g. d_norm='group')."
+        f'the asymmetric one-stage rule is not exact for a batch-coupled D (BatchNorm in train '
+        f'mode, minibatch-stddev) with the {loss.name!r} loss: samples interact, so per-sample '
+        "gamma scaling gives a wrong G gradient. Use mode='exact', or a D with GroupNorm, "
+        "LayerNorm, spectral norm or no normalization (e.g. d_norm='group')."
       )
     if loss.name == 'hinge':
       raise ValueError(
-          "the asymmetric one-stage rule is undefined for the hinge loss: f'(p) = 0 for p <= -1, "
-          "so gamma = g'/f' is infinite there. Use mode='exact' (exact for hinge)."
+        "the asymmetric one-stage rule is undefined for the hinge loss: f'(p) = 0 for p <= -1, "
+        "so gamma = g'/f' is infinite there. Use mode='exact' (exact for hinge)."
       )
   return mode
 
 
 def one_stage_step(
-    game: Game,
-    g_tx: optax.GradientTransformation,
-    d_tx: optax.GradientTransformation,
-    *,
-    mode: str = 'auto',
-    ema_decay: float | None = None,
-    axis_name: str | None = None,
-    weight_clip: float | None = None,
-    measure_balance: bool = False,
+  game: Game,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  *,
+  mode: str = 'auto',
+  ema_decay: float | None = None,
+  axis_name: str | None = None,
+  weight_clip: float | None = None,
+  measure_balance: bool = False,
 ) -> Step:
   """Builds the one-stage step: one G forward, D on real and fake, one backward.
 
@@ -163,9 +163,9 @@ def one_stage_step(
 
     # One G forward.
     fake, g_vjp, g_new_ms = jax.vjp(
-        lambda gp: game.g_apply({'params': gp, **state.g.model_state}, z, train=True),
-        state.g.params,
-        has_aux=True,
+      lambda gp: game.g_apply({'params': gp, **state.g.model_state}, z, train=True),
+      state.g.params,
+      has_aux=True,
     )
 
     # One D forward on real and fake (two calls, statistics threaded).
@@ -218,40 +218,40 @@ def one_stage_step(
     if game.d_regularizers:
       real_aug, fake_aug = augment_inputs(game, real, jax.lax.stop_gradient(fake), k_in)
       d_reg, reg_grads = jax.value_and_grad(
-          lambda dp: d_regularization(game, {'params': dp, **d_ms}, real_aug, fake_aug, k_dreg)
+        lambda dp: d_regularization(game, {'params': dp, **d_ms}, real_aug, fake_aug, k_dreg)
       )(d_params)
       d_grads = jax.tree.map(jnp.add, d_grads, reg_grads)
     g_reg = jnp.zeros((), jnp.float32)
     if game.g_regularizers:
       frozen_d = jax.lax.stop_gradient(d_vars)
       g_reg, reg_grads = jax.value_and_grad(
-          lambda gp: g_regularization(
-              game, {'params': gp, **state.g.model_state}, frozen_d, z, k_greg
-          )
+        lambda gp: g_regularization(
+          game, {'params': gp, **state.g.model_state}, frozen_d, z, k_greg
+        )
       )(state.g.params)
       g_grads = jax.tree.map(jnp.add, g_grads, reg_grads)
 
     metrics = {
-        'd_loss': loss.d_loss(q, p),
-        'd_reg': d_reg,
-        'g_loss': loss.g_loss(p_g),
-        'g_reg': g_reg,
-        'd_real': jnp.mean(q),
-        'd_fake': jnp.mean(p),
-        'onestage/gamma_mean': jnp.mean(jnp.where(jnp.isfinite(gamma), gamma, 0.0)),
-        'onestage/gamma_dropped': dropped,
+      'd_loss': loss.d_loss(q, p),
+      'd_reg': d_reg,
+      'g_loss': loss.g_loss(p_g),
+      'g_reg': g_reg,
+      'd_real': jnp.mean(q),
+      'd_fake': jnp.mean(p),
+      'onestage/gamma_mean': jnp.mean(jnp.where(jnp.isfinite(gamma), gamma, 0.0)),
+      'onestage/gamma_dropped': dropped,
     }
     g_ms = merge_model_state(state.g.model_state, g_new_ms)
     d_grads, g_grads, d_new_ms, g_ms, metrics = cross_replica_mean(
-        (d_grads, g_grads, d_new_ms, g_ms, metrics), axis_name
+      (d_grads, g_grads, d_new_ms, g_ms, metrics), axis_name
     )
     d_player = apply_gradients(state.d, d_tx, d_grads, d_new_ms, weight_clip=weight_clip)
     g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
     new_state = state.replace(
-        step=state.step + 1,
-        g=g_player,
-        d=d_player,
-        ema_params=update_ema(state.ema_params, g_player, ema_decay),
+      step=state.step + 1,
+      g=g_player,
+      d=d_player,
+      ema_params=update_ema(state.ema_params, g_player, ema_decay),
     )
     if measure_balance:
       triple = balance_triple(game, new_state, z, real, k_bal, fake_pre=fake)
@@ -259,4 +259,3 @@ def one_stage_step(
     return new_state, metrics
 
   return step
-

@@ -24,24 +24,30 @@ PyTree = Any
 
 
 def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
 ) -> None:
   """Starts multi-host JAX (``jax.distributed.initialize``).
 
-  With no arguments, JAX reads the cluster environment (SLURM, TPU pods, or
-  ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``). On CPU
-  hosts the gloo collectives are selected so cross-process reductions work.
+  With no arguments, the environment variables ``JAXGAN_COORDINATOR_ADDRESS``,
+  ``JAXGAN_NUM_PROCESSES`` and ``JAXGAN_PROCESS_ID`` are used when set (e.g. a
+  local multi-process run); otherwise JAX reads the cluster environment
+  (SLURM, TPU pods, ...). On CPU hosts the gloo collectives are selected so
+  cross-process reductions work.
   """
-  if jax.default_backend() == 'cpu' or os.environ.get('JAX_PLATFORMS', '') == 'cpu':
+  if os.environ.get('JAX_PLATFORMS', '') == 'cpu' or not os.environ.get('JAX_PLATFORMS'):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if coordinator_address is None and 'JAXGAN_COORDINATOR_ADDRESS' in os.environ:
+    coordinator_address = os.environ['JAXGAN_COORDINATOR_ADDRESS']
+    num_processes = int(os.environ['JAXGAN_NUM_PROCESSES'])
+    process_id = int(os.environ['JAXGAN_PROCESS_ID'])
   kwargs = {}
   if coordinator_address is not None:
     kwargs.update(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
     )
   jax.distributed.initialize(**kwargs)
 
@@ -65,8 +71,8 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n:
     raise ValueError(
-        f'global batch size {batch_size} does not divide over {n} devices; '
-        f'use a multiple of {n} (e.g. {n * max(1, round(batch_size / n))}).'
+      f'global batch size {batch_size} does not divide over {n} devices; '
+      f'use a multiple of {n} (e.g. {n * max(1, round(batch_size / n))}).'
     )
 
 
@@ -81,7 +87,7 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
   if jax.process_count() == 1:
     return jax.device_put(local_batch, sharding)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
   )
 
 
@@ -89,8 +95,8 @@ def jit_data_parallel(step: Callable, mesh: Mesh, *, donate: bool = True) -> Cal
   """``jax.jit`` of ``step(state, batch)`` with a replicated state and a sharded batch."""
   rep, dat = replicated(mesh), data_sharded(mesh)
   return jax.jit(
-      step,
-      in_shardings=(rep, dat),
-      out_shardings=(rep, rep),
-      donate_argnums=(0,) if donate else (),
+    step,
+    in_shardings=(rep, dat),
+    out_shardings=(rep, rep),
+    donate_argnums=(0,) if donate else (),
   )

@@ -32,7 +32,9 @@ def _input_grad_sq_norms(d_apply: ApplyFn, d_variables: dict, x: jax.Array) -> j
 def r1_penalty(d_apply: ApplyFn, weight: float) -> DRegularizer:
   """R1 (Mescheder et al. 2018): ``weight / 2 * mean ||grad_x D(x_real)||^2``."""
   if weight < 0:
-    raise ValueError(f'r1 weight must be >= 0, got {weight} (typical: 10 for 64x64, 0.01-1 for 32x32).')
+    raise ValueError(
+      f'r1 weight must be >= 0, got {weight} (typical: 10 for 64x64, 0.01-1 for 32x32).'
+    )
 
   def reg(d_variables, real, fake, key):
     del fake, key

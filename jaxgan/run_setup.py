@@ -29,12 +29,13 @@ from jaxgan import (
   onestage,
   parallel,
   regularizers,
+  sparse,
   writers,
 )
 from jaxgan import data as jdata
 from jaxgan.game import Game, gaussian_latents, make_apply
 from jaxgan.state import GANState, create_state
-from jaxgan.steps import two_stage_step
+from jaxgan.steps import d_forward, step_key, two_stage_step
 
 TRAINERS = ('two_stage', 'one_stage')
 PRECISIONS = ('float32', 'bfloat16')
@@ -47,7 +48,15 @@ def _fail(field: str, value, fix: str):
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every scalar field of ``config``; raises ``ValueError`` naming the fix."""
-  for field in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'latent_dim', 'n_dis'):
+  for field in (
+    'batch_size',
+    'num_steps',
+    'log_every',
+    'checkpoint_every',
+    'keep_checkpoints',
+    'latent_dim',
+    'n_dis',
+  ):
     value = config[field]
     if not isinstance(value, int) or value < 1:
       _fail(field, value, 'use a positive integer.')
@@ -78,7 +87,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       _fail(field, config[field], 'use a value >= 0 (0 turns it off).')
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, skip_nonfinite: bool) -> optax.GradientTransformation:
+def make_optimizer(
+  opt: ml_collections.ConfigDict, skip_nonfinite: bool
+) -> optax.GradientTransformation:
   """Adam (or AdamW when ``weight_decay > 0``) from an optimizer config section."""
   if opt.get('weight_decay', 0.0) > 0:
     tx = optax.adamw(opt.lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
@@ -93,11 +104,13 @@ def check_batch_values(batch: dict, config: ml_collections.ConfigDict) -> None:
   """Host-side check of the first batch: float images in [-1, 1]."""
   x = np.asarray(batch['image'])
   if not np.issubdtype(x.dtype, np.floating):
-    raise ValueError(f'batch images have dtype {x.dtype}; the data pipeline must give float32 in [-1, 1].')
+    raise ValueError(
+      f'batch images have dtype {x.dtype}; the data pipeline must give float32 in [-1, 1].'
+    )
   if config.dataset not in TOY_DATASETS and (x.min() < -1.0 - 1e-6 or x.max() > 1.0 + 1e-6):
     raise ValueError(
-        f'batch images span [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; scale them with '
-        'jaxgan.data.to_float (uint8) or x * 2 - 1 (floats in [0, 1]).'
+      f'batch images span [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; scale them with '
+      'jaxgan.data.to_float (uint8) or x * 2 - 1 (floats in [0, 1]).'
     )
 
 
@@ -115,21 +128,24 @@ class Run:
   d_tx: optax.GradientTransformation
   adversarial_step: Callable
   coop_step: Callable | None = None
+  sparse_config: sparse.DDSTConfig | None = None
   evaluate_fn: Callable[[GANState, int], dict] | None = None
 
   def init_state(self, key) -> GANState:
     state = create_state(
-        key,
-        g_module=self.g_module,
-        d_module=self.d_module,
-        g_tx=self.g_tx,
-        d_tx=self.d_tx,
-        latent_dim=self.config.latent_dim,
-        image_shape=self.image_shape,
-        use_ema=self.config.ema_decay > 0,
+      key,
+      g_module=self.g_module,
+      d_module=self.d_module,
+      g_tx=self.g_tx,
+      d_tx=self.d_tx,
+      latent_dim=self.config.latent_dim,
+      image_shape=self.image_shape,
+      use_ema=self.config.ema_decay > 0,
     )
     if self.coop_step is not None:
       state = coopinit.with_coop_state(state)
+    if self.sparse_config is not None:
+      state = sparse.init_sparse_state(state, self.sparse_config)
     return state
 
   def compiled_step(self, mesh) -> Callable:
@@ -143,33 +159,76 @@ class Run:
       return adversarial
     coop_cfg = self.config.coopinit
     return coopinit.make_phased_step(
-        parallel.jit_data_parallel(self.coop_step, mesh),
-        adversarial,
-        coop_cfg.t_init,
-        g_tx=self.g_tx,
-        d_tx=self.d_tx,
-        reset_moments=coop_cfg.reset_moments,
-        jit=False,
+      parallel.jit_data_parallel(self.coop_step, mesh),
+      adversarial,
+      coop_cfg.t_init,
+      g_tx=self.g_tx,
+      d_tx=self.d_tx,
+      reset_moments=coop_cfg.reset_moments,
+      jit=False,
     )
 
   def make_batches(self, *, process_index: int, process_count: int):
     rows = self.config.batch_size * self.config.n_dis
     return jdata.Batches(
-        self.arrays,
-        rows,
-        seed=self.config.seed,
-        process_index=process_index,
-        process_count=process_count,
-        local_device_count=jax.local_device_count(),
+      self.arrays,
+      rows,
+      seed=self.config.seed,
+      process_index=process_index,
+      process_count=process_count,
+      local_device_count=jax.local_device_count(),
     )
 
   def before_step(self, state: GANState, step: int) -> GANState:
     del step
     return state
 
-  def after_step(self, state: GANState, metrics: dict, step: int) -> tuple[GANState, dict]:
-    del metrics, step
-    return state, {}
+  def after_step(
+    self, state: GANState, metrics: dict, step: int, batch: dict
+  ) -> tuple[GANState, dict]:
+    """Slow schedules after step ``step`` (0-based): sparse prune/regrow, DDST."""
+    if self.sparse_config is None:
+      return state, {}
+    g_grads, d_grads = self._grad_fns()
+    real = batch['image'][: self.config.batch_size]
+    return sparse.sparse_after_step(
+      state,
+      metrics,
+      step + 1,
+      self.sparse_config,
+      g_grads_fn=g_grads,
+      d_grads_fn=lambda s: d_grads(s, real),
+    )
+
+  def _grad_fns(self):
+    """Jitted dense gradients of G's and D's losses (RigL regrowth)."""
+    if getattr(self, '_grads', None) is None:
+      game, b = self.game, self.config.batch_size
+
+      @jax.jit
+      def g_grads(state):
+        z = game.sample_latents(jax.random.fold_in(step_key(state), 101), b)
+        d_vars = jax.lax.stop_gradient(state.d.variables)
+
+        def g_loss(gp):
+          fake, _ = game.g_apply({'params': gp, **state.g.model_state}, z, train=True)
+          return game.loss.g_loss(game.d_apply(d_vars, fake, train=True)[0])
+
+        return jax.grad(g_loss)(state.g.params)
+
+      @jax.jit
+      def d_grads(state, real):
+        z = game.sample_latents(jax.random.fold_in(step_key(state), 102), real.shape[0])
+        fake, _ = game.g_apply(jax.lax.stop_gradient(state.g.variables), z, train=True)
+
+        def d_loss(dp):
+          q, p, _ = d_forward(game, dp, state.d.model_state, real, jax.lax.stop_gradient(fake))
+          return game.loss.d_loss(q, p)
+
+        return jax.grad(d_loss)(state.d.params)
+
+      self._grads = (g_grads, d_grads)
+    return self._grads
 
   def generate(self, state: GANState, z) -> np.ndarray:
     params = state.ema_params if state.ema_params is not None else state.g.params
@@ -194,17 +253,19 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
   """The training set: ``{'image': uint8 [N, H, W, C] or float32 [N, 2], 'label': int [N]}``."""
   data_dir = config.get('data_dir') or None
   if config.dataset in TOY_DATASETS:
-    points = jdata.gaussian_mixture(config.dataset, config.get('toy_points', 100_000), seed=config.seed)
+    points = jdata.gaussian_mixture(
+      config.dataset, config.get('toy_points', 100_000), seed=config.seed
+    )
     return {'image': np.asarray(points, np.float32), 'label': np.zeros(len(points), np.int64)}
   arrays = jdata.load_arrays(config.dataset, 'train', data_dir=data_dir)
   sub = config.get('subset')
   if sub is not None and (sub.get('fraction', 0.0) or sub.get('count', 0)):
     arrays = jdata.subset(
-        arrays,
-        fraction=sub.get('fraction') or None,
-        count=sub.get('count') or None,
-        seed=sub.get('seed', 0),
-        class_balanced=sub.get('class_balanced', False),
+      arrays,
+      fraction=sub.get('fraction') or None,
+      count=sub.get('count') or None,
+      seed=sub.get('seed', 0),
+      class_balanced=sub.get('class_balanced', False),
     )
   images = arrays['image']  # uint8: Batches converts each batch to float32 in [-1, 1]
   if config.get('pad_to', 0):
@@ -225,11 +286,11 @@ def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shap
   transform = augment.make_diff_augment(config.diffaugment) if config.diffaugment else None
   if config.advaug.enabled:
     cfg = advaug.AdvAugConfig(
-        steps=config.advaug.steps,
-        step_size=config.advaug.step_size,
-        norm=config.advaug.norm,
-        direction=config.advaug.direction,
-        weight=config.advaug.weight,
+      steps=config.advaug.steps,
+      step_size=config.advaug.step_size,
+      norm=config.advaug.norm,
+      direction=config.advaug.direction,
+      weight=config.advaug.weight,
     )
     d_template = advaug.perturbation_template(d_module, jnp.zeros((2, *image_shape)))
     g_template = advaug.perturbation_template(g_module, jnp.zeros((2, config.latent_dim)))
@@ -238,30 +299,30 @@ def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shap
   perturbation = None
   if config.dat.enabled:
     perturbation = dat.make_dat_perturbation(
-        steps=config.dat.steps,
-        step_size=config.dat.step_size,
-        clip=config.dat.clip if config.dat.clip > 0 else None,
-        clamp_real=config.dat.clamp_real,
+      steps=config.dat.steps,
+      step_size=config.dat.step_size,
+      clip=config.dat.clip if config.dat.clip > 0 else None,
+      clamp_real=config.dat.clamp_real,
     )
   return Game(
-      g_apply=g_apply,
-      d_apply=d_apply,
-      loss=loss,
-      sample_latents=gaussian_latents(config.latent_dim),
-      d_regularizers=tuple(d_regs),
-      g_regularizers=tuple(g_regs),
-      d_input_transform=transform,
-      d_perturbation=perturbation,
-      d_batch_coupled=models.d_is_batch_coupled(d_module),
+    g_apply=g_apply,
+    d_apply=d_apply,
+    loss=loss,
+    sample_latents=gaussian_latents(config.latent_dim),
+    d_regularizers=tuple(d_regs),
+    g_regularizers=tuple(g_regs),
+    d_input_transform=transform,
+    d_perturbation=perturbation,
+    d_batch_coupled=models.d_is_batch_coupled(d_module),
   )
 
 
 def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwargs) -> Callable:
   """The adversarial step the config names (two-stage or one-stage)."""
   common = dict(
-      ema_decay=config.ema_decay if config.ema_decay > 0 else None,
-      weight_clip=config.weight_clip if config.weight_clip > 0 else None,
-      **kwargs,
+    ema_decay=config.ema_decay if config.ema_decay > 0 else None,
+    weight_clip=config.weight_clip if config.weight_clip > 0 else None,
+    **kwargs,
   )
   if config.trainer == 'one_stage':
     return onestage.one_stage_step(game, g_tx, d_tx, mode=config.onestage_mode, **common)
@@ -277,42 +338,69 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   if config.precision == 'bfloat16':
     model_kwargs['dtype'] = jnp.bfloat16
   g_module, d_module = models.get_models(
-      config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
+    config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
   )
   if config.batch_size * config.n_dis > len(arrays['image']):
-    _fail('batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.')
+    _fail(
+      'batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.'
+    )
   skip = config.get('skip_nonfinite_updates', False)
   g_tx = make_optimizer(config.g_optimizer, skip)
   d_tx = make_optimizer(config.d_optimizer, skip)
+  sparse_cfg = None
+  if config.sparse.enabled:
+    sc = config.sparse
+    sparse_cfg = sparse.ddst_config(
+      sc.variant,
+      total_steps=config.num_steps,
+      g_density=sc.g_density,
+      d_density=sc.d_density if sc.d_density > 0 else sc.g_density,
+      g_update_every=sc.g_update_every,
+      d_control_every=sc.d_control_every,
+      br_freq=sc.br_freq,
+      br_window=sc.br_window,
+    )
+    g_tx, d_tx = sparse.sparse_optimizers(
+      g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg
+    )
   game = build_game(config, g_module, d_module, image_shape)
   coop = None
   if config.coopinit.enabled:
     c = config.coopinit
     coop = coopinit.coop_step(
-        game,
-        g_tx,
-        d_tx,
-        langevin=coopinit.LangevinConfig(
-            step_size=c.step_size,
-            n_steps=c.n_steps,
-            noise_scale=c.noise_scale,
-            clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
-        ),
-        teach_sigma=c.teach_sigma,
-        ema_decay=config.ema_decay if config.ema_decay > 0 else None,
+      game,
+      g_tx,
+      d_tx,
+      langevin=coopinit.LangevinConfig(
+        step_size=c.step_size,
+        n_steps=c.n_steps,
+        noise_scale=c.noise_scale,
+        clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
+      ),
+      teach_sigma=c.teach_sigma,
+      ema_decay=config.ema_decay if config.ema_decay > 0 else None,
     )
   run = Run(
-      config=config,
-      arrays=arrays,
-      image_shape=image_shape,
-      g_module=g_module,
-      d_module=d_module,
-      game=game,
-      g_tx=g_tx,
-      d_tx=d_tx,
-      adversarial_step=build_step(config, game, g_tx, d_tx),
-      coop_step=coop,
+    config=config,
+    arrays=arrays,
+    image_shape=image_shape,
+    g_module=g_module,
+    d_module=d_module,
+    game=game,
+    g_tx=g_tx,
+    d_tx=d_tx,
+    adversarial_step=build_step(
+      config,
+      game,
+      g_tx,
+      d_tx,
+      measure_balance=sparse_cfg is not None and sparse_cfg.d_control is not None,
+    ),
+    coop_step=coop,
+    sparse_config=sparse_cfg,
   )
   if config.eval_samples:
-    run.evaluate_fn = evaluation.make_evaluator(config, run.generate, game.sample_latents, image_shape)
+    run.evaluate_fn = evaluation.make_evaluator(
+      config, run.generate, game.sample_latents, image_shape
+    )
   return run

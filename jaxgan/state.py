@@ -62,7 +62,7 @@ class GANState:
 
 
 def init_player(
-    module_init, key: jax.Array, example_input: jax.Array, tx: optax.GradientTransformation
+  module_init, key: jax.Array, example_input: jax.Array, tx: optax.GradientTransformation
 ) -> Player:
   """Initializes a Flax module and its optimizer state.
 
@@ -73,7 +73,9 @@ def init_player(
     tx: the player's optimizer.
   """
   params_key, dropout_key = jax.random.split(key)
-  variables = module_init({'params': params_key, 'dropout': dropout_key}, example_input, train=False)
+  variables = module_init(
+    {'params': params_key, 'dropout': dropout_key}, example_input, train=False
+  )
   variables = dict(variables)
   params = variables.pop('params')
   variables.pop('perturbations', None)  # AdvAug hooks: inputs, not state
@@ -81,16 +83,16 @@ def init_player(
 
 
 def create_state(
-    key: jax.Array,
-    *,
-    g_module,
-    d_module,
-    g_tx: optax.GradientTransformation,
-    d_tx: optax.GradientTransformation,
-    latent_dim: int,
-    image_shape: tuple[int, int, int],
-    use_ema: bool = True,
-    extra: dict | None = None,
+  key: jax.Array,
+  *,
+  g_module,
+  d_module,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  latent_dim: int,
+  image_shape: tuple[int, int, int],
+  use_ema: bool = True,
+  extra: dict | None = None,
 ) -> GANState:
   """Builds a fresh :class:`GANState` for Flax Linen G and D.
 
@@ -100,23 +102,23 @@ def create_state(
     d_module: discriminator, ``__call__(x [B, H, W, C], train) -> [B]``.
     g_tx: G's optimizer; ``d_tx``: D's.
     latent_dim: ``nz``.
-    image_shape: ``(H, W, C)``.
+    image_shape: ``(H, W, C)``; ``(D,)`` for D-dimensional toy data.
     use_ema: keep an EMA copy of G's params (initialized to G's params).
     extra: initial technique state.
   """
   if latent_dim <= 0:
     raise ValueError(f'latent_dim must be positive, got {latent_dim}.')
-  if len(image_shape) != 3:
-    raise ValueError(f'image_shape must be (H, W, C), got {image_shape!r}.')
+  if len(image_shape) not in (1, 3):
+    raise ValueError(f'image_shape must be (H, W, C) (or (D,) for points), got {image_shape!r}.')
   g_key, d_key, run_key = jax.random.split(key, 3)
   g = init_player(g_module.init, g_key, jnp.zeros((2, latent_dim), jnp.float32), g_tx)
   d = init_player(d_module.init, d_key, jnp.zeros((2, *image_shape), jnp.float32), d_tx)
   ema = jax.tree.map(jnp.copy, g.params) if use_ema else None
   return GANState(
-      step=jnp.zeros((), jnp.int32),
-      rng=run_key,
-      g=g,
-      d=d,
-      ema_params=ema,
-      extra=dict(extra or {}),
+    step=jnp.zeros((), jnp.int32),
+    rng=run_key,
+    g=g,
+    d=d,
+    ema_params=ema,
+    extra=dict(extra or {}),
   )

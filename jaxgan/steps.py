@@ -51,12 +51,12 @@ def cross_replica_mean(tree: PyTree, axis_name: str | None) -> PyTree:
 
 
 def apply_gradients(
-    player: Player,
-    tx: optax.GradientTransformation,
-    grads: PyTree,
-    model_state: dict,
-    *,
-    weight_clip: float | None = None,
+  player: Player,
+  tx: optax.GradientTransformation,
+  grads: PyTree,
+  model_state: dict,
+  *,
+  weight_clip: float | None = None,
 ) -> Player:
   """One optimizer update of ``player`` with ``grads``; stores ``model_state``.
 
@@ -131,7 +131,7 @@ def d_inputs(game: Game, d_variables: dict, real: Array, fake: Array, key: Array
   if game.d_perturbation is not None:
     k_pert = jax.random.split(key, 3)[2]
     real_adv, fake_adv = game.d_perturbation(
-        frozen_logits_fn(game, d_variables), real_aug, fake_aug, k_pert
+      frozen_logits_fn(game, d_variables), real_aug, fake_aug, k_pert
     )
     real_in = real_aug + jax.lax.stop_gradient(real_adv - real_aug)
     fake_in = fake_aug + jax.lax.stop_gradient(fake_adv - fake_aug)
@@ -154,7 +154,9 @@ def d_regularization(game: Game, d_variables: dict, real: Array, fake: Array, ke
   return total
 
 
-def g_regularization(game: Game, g_variables: dict, d_variables: dict, z: Array, key: Array) -> Array:
+def g_regularization(
+  game: Game, g_variables: dict, d_variables: dict, z: Array, key: Array
+) -> Array:
   """Sum of the game's G regularizers (zero when there are none)."""
   total = jnp.zeros((), jnp.float32)
   for i, reg in enumerate(game.g_regularizers):
@@ -169,13 +171,13 @@ def check_image_batch(images: Array, *, where: str) -> None:
   """
   if images.ndim not in (2, 4):
     raise ValueError(
-        f'{where}: batch["image"] must be [N, H, W, C] images (or [N, D] points), got shape '
-        f'{tuple(images.shape)}; add a channel axis for grayscale images (x[..., None]).'
+      f'{where}: batch["image"] must be [N, H, W, C] images (or [N, D] points), got shape '
+      f'{tuple(images.shape)}; add a channel axis for grayscale images (x[..., None]).'
     )
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(
-        f'{where}: batch["image"] must be float in [-1, 1], got dtype {images.dtype}; '
-        'convert uint8 images with jaxgan.data.to_float.'
+      f'{where}: batch["image"] must be float in [-1, 1], got dtype {images.dtype}; '
+      'convert uint8 images with jaxgan.data.to_float.'
     )
 
 
@@ -184,21 +186,21 @@ def split_dis_batches(images: Array, n_dis: int, *, where: str) -> Array:
   check_image_batch(images, where=where)
   if images.shape[0] % n_dis:
     raise ValueError(
-        f'{where}: batch of {images.shape[0]} images does not split into n_dis={n_dis} '
-        f'D batches; feed n_dis * batch_size rows (e.g. {n_dis * max(1, images.shape[0] // n_dis)}).'
+      f'{where}: batch of {images.shape[0]} images does not split into n_dis={n_dis} '
+      f'D batches; feed n_dis * batch_size rows (e.g. {n_dis * max(1, images.shape[0] // n_dis)}).'
     )
   return images.reshape(n_dis, images.shape[0] // n_dis, *images.shape[1:])
 
 
 def balance_triple(
-    game: Game,
-    state_after: GANState,
-    z: Array,
-    last_real: Array,
-    key: Array,
-    *,
-    df: Array | None = None,
-    fake_pre: Array | None = None,
+  game: Game,
+  state_after: GANState,
+  z: Array,
+  last_real: Array,
+  key: Array,
+  *,
+  df: Array | None = None,
+  fake_pre: Array | None = None,
 ) -> dict:
   """The DDST balance-ratio measurements with D after its update (ddst.md §1).
 
@@ -222,9 +224,9 @@ def balance_triple(
     fake_in = game.d_input_transform(fake_in, k_fake)
     real_in = game.d_input_transform(real_in, k_real)
   return {
-      'balance/df': df,
-      'balance/gf': jnp.mean(d_logits(fake_in)),
-      'balance/dr': jnp.mean(d_logits(real_in)),
+    'balance/df': df,
+    'balance/gf': jnp.mean(d_logits(fake_in)),
+    'balance/dr': jnp.mean(d_logits(real_in)),
   }
 
 
@@ -243,15 +245,15 @@ def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | No
 
 
 def two_stage_step(
-    game: Game,
-    g_tx: optax.GradientTransformation,
-    d_tx: optax.GradientTransformation,
-    *,
-    n_dis: int = 1,
-    ema_decay: float | None = None,
-    axis_name: str | None = None,
-    weight_clip: float | None = None,
-    measure_balance: bool = False,
+  game: Game,
+  g_tx: optax.GradientTransformation,
+  d_tx: optax.GradientTransformation,
+  *,
+  n_dis: int = 1,
+  ema_decay: float | None = None,
+  axis_name: str | None = None,
+  weight_clip: float | None = None,
+  measure_balance: bool = False,
 ) -> Step:
   """Builds the alternating GAN step: ``n_dis`` D updates, then one G update.
 
@@ -283,7 +285,10 @@ def two_stage_step(
     q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in)
     reg = d_regularization(game, d_vars, real_aug, fake_aug, k_reg)
     adv = loss.d_loss(q, p)
-    return adv + reg, (new_ms, {'d_loss': adv, 'd_reg': reg, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)})
+    return adv + reg, (
+      new_ms,
+      {'d_loss': adv, 'd_reg': reg, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)},
+    )
 
   def d_update(carry, inputs):
     d_player, g_vars = carry
@@ -293,7 +298,7 @@ def two_stage_step(
     fake, _ = game.g_apply(g_vars, z, train=True)
     fake = jax.lax.stop_gradient(fake)
     grads, (new_ms, m) = jax.grad(d_loss_fn, has_aux=True)(
-        d_player.params, d_player.model_state, real, fake, k_loss
+      d_player.params, d_player.model_state, real, fake, k_loss
     )
     grads, new_ms, m = cross_replica_mean((grads, new_ms, m), axis_name)
     d_player = apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=weight_clip)
@@ -307,7 +312,10 @@ def two_stage_step(
     g_vars = {'params': g_params, **g_model_state}
     reg = g_regularization(game, g_vars, d_vars, z, k_reg)
     adv = loss.g_loss(p)
-    return adv + reg, (merge_model_state(g_model_state, new_ms), {'g_loss': adv, 'g_reg': reg, 'df': jnp.mean(p)})
+    return adv + reg, (
+      merge_model_state(g_model_state, new_ms),
+      {'g_loss': adv, 'g_reg': reg, 'df': jnp.mean(p)},
+    )
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     reals = split_dis_batches(batch['image'], n_dis, where='two_stage_step')
@@ -324,17 +332,17 @@ def two_stage_step(
     z = game.sample_latents(k_z, reals.shape[1])
     d_vars = jax.lax.stop_gradient(d_player.variables)
     grads, (g_ms, g_metrics) = jax.grad(g_loss_fn, has_aux=True)(
-        state.g.params, state.g.model_state, d_vars, z, k_g
+      state.g.params, state.g.model_state, d_vars, z, k_g
     )
     grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), axis_name)
     g_player = apply_gradients(state.g, g_tx, grads, g_ms)
     df = g_metrics.pop('df')
 
     new_state = state.replace(
-        step=state.step + 1,
-        g=g_player,
-        d=d_player,
-        ema_params=update_ema(state.ema_params, g_player, ema_decay),
+      step=state.step + 1,
+      g=g_player,
+      d=d_player,
+      ema_params=update_ema(state.ema_params, g_player, ema_decay),
     )
     metrics = {**d_metrics, **g_metrics}
     if measure_balance:

@@ -41,7 +41,14 @@ def _all_finite(tree) -> bool:
 def _progress(total: int, initial: int, active: bool):
   from tqdm import tqdm
 
-  return tqdm(total=total, initial=initial, disable=not active, unit='step', dynamic_ncols=True, mininterval=1.0)
+  return tqdm(
+    total=total,
+    initial=initial,
+    disable=not active,
+    unit='step',
+    dynamic_ncols=True,
+    mininterval=1.0,
+  )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> GANState:
@@ -68,10 +75,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   state = run.init_state(jax.random.PRNGKey(config.seed))
 
   ckpt = checkpoint.RunCheckpointer(
-      workdir,
-      keep=config.keep_checkpoints,
-      best_metric=config.get('best_metric') or None,
-      best_mode=config.get('best_mode', 'min'),
+    workdir,
+    keep=config.keep_checkpoints,
+    best_metric=config.get('best_metric') or None,
+    best_mode=config.get('best_mode', 'min'),
   )
   restored = ckpt.restore(state)
   data_position = None
@@ -95,8 +102,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   def save(step: int, state: GANState) -> None:
     if not _all_finite(state):
       raise DivergenceError(
-          f'parameters are not finite at step {step}; the last good checkpoint in {workdir} is '
-          'kept. Lower the learning rates, or set config.skip_nonfinite_updates=True.'
+        f'parameters are not finite at step {step}; the last good checkpoint in {workdir} is '
+        'kept. Lower the learning rates, or set config.skip_nonfinite_updates=True.'
       )
     ckpt.save(step, state, batches.get_state(), config_json)
 
@@ -114,19 +121,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       if not all(np.isfinite(v) for v in metrics.values()):
         bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
         raise DivergenceError(
-            f'non-finite {bad} at step {step + 1}; stopping. The last good checkpoint in {workdir} '
-            'is kept (nothing after it was saved). Lower the learning rates or use '
-            'config.skip_nonfinite_updates=True.'
+          f'non-finite {bad} at step {step + 1}; stopping. The last good checkpoint in {workdir} '
+          'is kept (nothing after it was saved). Lower the learning rates or use '
+          'config.skip_nonfinite_updates=True.'
         )
-      state, extra_metrics = run.after_step(state, metrics, step)
+      state, extra_metrics = run.after_step(state, metrics, step, batch)
       metrics.update(extra_metrics)
       done = step + 1
       last_metrics = metrics
       bar.update(1)
       if done % config.log_every == 0 or done == config.num_steps:
-        bar.set_postfix({k: f'{float(v):.3f}' for k, v in metrics.items() if k in ('d_loss', 'g_loss')})
-        writer.write_scalars(done, {**metrics, 'steps_per_second': bar.format_dict.get('rate') or 0.0})
-      if is_writer and config.sample_every and (done % config.sample_every == 0 or done == config.num_steps):
+        bar.set_postfix(
+          {k: f'{float(v):.3f}' for k, v in metrics.items() if k in ('d_loss', 'g_loss')}
+        )
+        writer.write_scalars(
+          done, {**metrics, 'steps_per_second': bar.format_dict.get('rate') or 0.0}
+        )
+      if (
+        is_writer
+        and config.sample_every
+        and (done % config.sample_every == 0 or done == config.num_steps)
+      ):
         run.write_samples(state, workdir / 'samples' / f'step_{done:07d}.png')
       eval_now = config.eval_every and done % config.eval_every == 0
       if config.eval_samples and (eval_now or done == config.num_steps):
@@ -147,13 +162,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   if is_writer:
     elapsed = time.perf_counter() - t_start
     summary = {
-        'final_step': int(jax.device_get(state.step)),
-        'steps_this_session': config.num_steps - start,
-        'seconds_this_session': round(elapsed, 2),
-        'final_metrics': {k: float(v) for k, v in last_metrics.items()},
-        'devices': jax.device_count(),
-        'processes': jax.process_count(),
-        'jax_version': jax.__version__,
+      'final_step': int(jax.device_get(state.step)),
+      'steps_this_session': config.num_steps - start,
+      'seconds_this_session': round(elapsed, 2),
+      'final_metrics': {k: float(v) for k, v in last_metrics.items()},
+      'devices': jax.device_count(),
+      'processes': jax.process_count(),
+      'jax_version': jax.__version__,
     }
     (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
     writers.plot_metrics(workdir)

@@ -74,7 +74,9 @@ def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
   grid = np.full((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c), 0.0, np.float32)
   for i in range(n):
     r, col = divmod(i, ncols)
-    grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = images[i]
+    grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = images[
+      i
+    ]
   return np.round((np.clip(grid, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
@@ -89,7 +91,9 @@ def save_image_grid(path: str | Path, images: np.ndarray, ncols: int | None = No
   Image.fromarray(grid).save(path)
 
 
-def save_points_plot(path: str | Path, points: np.ndarray, reference: np.ndarray | None = None) -> None:
+def save_points_plot(
+  path: str | Path, points: np.ndarray, reference: np.ndarray | None = None
+) -> None:
   """Scatter plot of 2-D samples (toy mixtures), optionally over reference points."""
   import matplotlib
 

@@ -46,7 +46,10 @@ def check(builder, **kw):
   pm, m_pm = pstep(rep, pbatch)
   pm0 = jax.tree.map(lambda x: x[0], pm)
   for other in (sharded, pm0):
-    for a, b in zip(jax.tree.leaves((single.g.params, single.d.params)), jax.tree.leaves((other.g.params, other.d.params))):
+    for a, b in zip(
+      jax.tree.leaves((single.g.params, single.d.params)),
+      jax.tree.leaves((other.g.params, other.d.params)),
+    ):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
   np.testing.assert_allclose(m_single['d_loss'], m_pm['d_loss'][0], rtol=1e-5)
 

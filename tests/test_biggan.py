@@ -82,11 +82,15 @@ def test_conditional_bn_float_condition_and_plain_affine():
     xhat = (xn - xn.mean((0, 1, 2))) / np.sqrt(xn.var((0, 1, 2)) + 1e-5)
     gain = np.asarray(cond) @ np.asarray(v['params']['gain_scale']['kernel'])
     shift = np.asarray(cond) @ np.asarray(v['params']['gain_shift']['kernel'])
-    np.testing.assert_allclose(out, xhat * (1 + gain[:, None, None]) + shift[:, None, None], rtol=1e-10)
+    np.testing.assert_allclose(
+      out, xhat * (1 + gain[:, None, None]) + shift[:, None, None], rtol=1e-10
+    )
     plain = ConditionalBatchNorm()
     vp = plain.init(jax.random.PRNGKey(3), x, None, True)
     assert set(vp['params']) == {'scale', 'bias'}
-    np.testing.assert_allclose(plain.apply(vp, x, None, True, mutable=['batch_stats'])[0], xhat, rtol=1e-10)
+    np.testing.assert_allclose(
+      plain.apply(vp, x, None, True, mutable=['batch_stats'])[0], xhat, rtol=1e-10
+    )
 
 
 def test_projection_head_matches_formula_and_depends_on_label():
@@ -132,8 +136,12 @@ def make_state(g, d, tx, latent_dim, image_shape):
     params = v.pop('params')
     players.append(Player(params=params, model_state=v, opt_state=tx.init(params)))
   return GANState(
-    step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(3), g=players[0], d=players[1],
-    ema_params=jax.tree.map(jnp.copy, players[0].params), extra={},
+    step=jnp.zeros((), jnp.int32),
+    rng=jax.random.PRNGKey(3),
+    g=players[0],
+    d=players[1],
+    ema_params=jax.tree.map(jnp.copy, players[0].params),
+    extra={},
   )
 
 
@@ -225,7 +233,9 @@ def test_orthogonal_penalty_gradient_equals_reference_update():
   with jax.enable_x64(True):
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     params = {
-      'block0': {'conv1': {'kernel': jax.random.normal(k[0], (3, 3, 2, 4), jnp.float64), 'bias': jnp.ones(4)}},
+      'block0': {
+        'conv1': {'kernel': jax.random.normal(k[0], (3, 3, 2, 4), jnp.float64), 'bias': jnp.ones(4)}
+      },
       'bn': {'gain_scale': {'embedding': jax.random.normal(k[1], (5, 3), jnp.float64)}},
       'shared': {'embedding': jax.random.normal(k[2], (5, 6), jnp.float64)},
     }
@@ -262,7 +272,11 @@ def test_standing_statistics_average_batch_statistics():
     zb = jax.random.normal(kz, (6, 16), jnp.float32)
     yb = jax.random.randint(ky, (6,), 0, 3, jnp.int32)
     _, inter = g.apply(
-      v, zb, yb, train=True, mutable=['batch_stats', 'spectral', 'intermediates'],
+      v,
+      zb,
+      yb,
+      train=True,
+      mutable=['batch_stats', 'spectral', 'intermediates'],
       capture_intermediates=lambda mdl, _: mdl.name == 'block2',
     )
     feat = np.asarray(inter['intermediates']['block2']['__call__'][0], np.float64)
@@ -288,7 +302,9 @@ def test_steps_run_one_iteration(builder):
   )
   tx = optax.adam(2e-4, 0.0, 0.999)
   state = make_state(g, d, tx, 16, (32, 32, 3))
-  batch = {'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)}
+  batch = {
+    'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)
+  }
   if builder == 'two_stage':
     step = two_stage_step(game, tx, tx, ema_decay=0.999)
   else:

@@ -81,7 +81,9 @@ def test_mismatched_shapes_refused_with_names(tmp_path):
   ck.close()
   other = trained_state(0, d_module=tm.TinyBND())  # adds BatchNorm params and stats
   ck = checkpoint.RunCheckpointer(tmp_path, keep=2)
-  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"BatchNorm_0.*not in the checkpoint"):
+  with pytest.raises(
+    checkpoint.CheckpointMismatchError, match=r'BatchNorm_0.*not in the checkpoint'
+  ):
     ck.restore(other)
   ck.close()
 

@@ -21,13 +21,13 @@ def _param_count(tree):
 
 
 @pytest.mark.parametrize(
-    'module, expected',
-    [
-        # conv 5*5*1*6+6, conv 5*5*6*16+16, fc 400*120+120, fc 120*84+84, head 84*10+10
-        (LeNet5(), 156 + 2416 + 48120 + 10164 + 850),
-        # halved: conv 5*5*1*3+3, 5*5*3*8+8, fc 200*60+60, 60*42+42, head 42*10+10
-        (LeNet5Half(), 78 + 608 + 12060 + 2562 + 430),
-    ],
+  'module, expected',
+  [
+    # conv 5*5*1*6+6, conv 5*5*6*16+16, fc 400*120+120, fc 120*84+84, head 84*10+10
+    (LeNet5(), 156 + 2416 + 48120 + 10164 + 850),
+    # halved: conv 5*5*1*3+3, 5*5*3*8+8, fc 200*60+60, 60*42+42, head 42*10+10
+    (LeNet5Half(), 78 + 608 + 12060 + 2562 + 430),
+  ],
 )
 def test_parameter_counts_match_lenet5_arithmetic(module, expected):
   variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
@@ -36,14 +36,14 @@ def test_parameter_counts_match_lenet5_arithmetic(module, expected):
 
 
 @pytest.mark.parametrize(
-    'module, width, size, channels',
-    [(LeNet5(), 84, 28, 1), (LeNet5(), 84, 32, 3), (LeNet5Half(), 42, 32, 1)],
+  'module, width, size, channels',
+  [(LeNet5(), 84, 28, 1), (LeNet5(), 84, 32, 3), (LeNet5Half(), 42, 32, 1)],
 )
 def test_shapes_and_logits_are_the_head_of_the_features(module, width, size, channels):
   x = jax.random.uniform(jax.random.PRNGKey(1), (3, size, size, channels), minval=-1, maxval=1)
   variables = _random_variables(module, x)
   feats, logits = jax.jit(lambda v, x: module.apply(v, x, method=module.features_and_logits))(
-      variables, x
+    variables, x
   )
   assert feats.shape == (3, width) and logits.shape == (3, 10)
   assert bool(jnp.all(feats >= 0))  # post-ReLU

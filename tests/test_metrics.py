@@ -180,8 +180,11 @@ def test_is_matches_entropy_form_and_logits_path():
   part = 103 // splits
   entropy = lambda p: -np.sum(p * np.log(p), axis=-1)
   scores = [
-      np.exp(entropy(probs[i * part : (i + 1) * part].mean(0)) - entropy(probs[i * part : (i + 1) * part]).mean())
-      for i in range(splits)
+    np.exp(
+      entropy(probs[i * part : (i + 1) * part].mean(0))
+      - entropy(probs[i * part : (i + 1) * part]).mean()
+    )
+    for i in range(splits)
   ]
   mean, std = classifier_score.inception_score(probs, splits=splits)
   assert mean == pytest.approx(np.mean(scores), rel=1e-10)
@@ -236,10 +239,10 @@ def _brute_force(real, fake, k):
   r_real, r_fake = radii(real), radii(fake)
   inside = d_rf <= r_real[:, None]
   return {
-      'precision': np.mean(inside.any(axis=0)),
-      'recall': np.mean((d_rf <= r_fake[None, :]).any(axis=1)),
-      'density': inside.sum() / (k * len(fake)),
-      'coverage': np.mean(inside.any(axis=1)),
+    'precision': np.mean(inside.any(axis=0)),
+    'recall': np.mean((d_rf <= r_fake[None, :]).any(axis=1)),
+    'density': inside.sum() / (k * len(fake)),
+    'coverage': np.mean(inside.any(axis=1)),
   }
 
 
@@ -328,7 +331,9 @@ def test_stacked_mnist_channel_logits_keeps_channel_order():
 
   extractor = FeatureExtractor('fake', apply, params={}, image_shape=(8, 8, 1), batch_size=4)
   triples = np.array([[1, 2, 3], [9, 0, 5], [4, 4, 8]])
-  images = np.broadcast_to(((triples - 4.5) / 4.5)[:, None, None, :], (3, 8, 8, 3)).astype(np.float32)
+  images = np.broadcast_to(((triples - 4.5) / 4.5)[:, None, None, :], (3, 8, 8, 3)).astype(
+    np.float32
+  )
   logits = mode_coverage.stacked_mnist_channel_logits(images, extractor)
   assert logits.shape == (3, 3, 10)
   np.testing.assert_array_equal(logits.argmax(-1), triples)

@@ -53,7 +53,9 @@ def test_accepts_device_arrays_and_single_array_output():
 
 def test_extractor_checks_shape_and_runs():
   ex = FeatureExtractor('toy', _apply, _params(), image_shape=(5, 5, 3), batch_size=3)
-  np.testing.assert_allclose(ex(_images(4))['features'], _apply(_params(), _images(4))['features'], rtol=1e-6)
+  np.testing.assert_allclose(
+    ex(_images(4))['features'], _apply(_params(), _images(4))['features'], rtol=1e-6
+  )
   with pytest.raises(ValueError, match=r'\[N, 5, 5, 3\]'):
     ex(np.zeros((2, 6, 6, 3), np.float32))
 
@@ -68,7 +70,7 @@ def test_rejects_bad_images():
 
 
 _TWO_DEVICE_SCRIPT = textwrap.dedent(
-    """
+  """
     import jax, jax.numpy as jnp, numpy as np
     from jaxgan.metrics.features import extract_features
     assert len(jax.local_devices()) == 2, jax.local_devices()
@@ -93,8 +95,7 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent(
 def test_shards_batches_over_two_cpu_devices():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
   proc = subprocess.run(
-      [sys.executable, '-c', _TWO_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    [sys.executable, '-c', _TWO_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=300
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'OK' in proc.stdout
-

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from jaxgan import data
+from jaxgan.metrics import classifier_training as training
 from jaxgan.metrics import mnist
 from jaxgan.models.classifier import LeNet5
 
-TINY = mnist.ClassifierTrainConfig(epochs=1, batch_size=50, max_rotation=0.0, max_scale=0.0)
+TINY = training.ClassifierTrainConfig(epochs=1, batch_size=50, max_rotation=0.0, max_scale=0.0)
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +35,8 @@ def splits(data_dir):
 def _small(splits, n_train=500, n_test=200):
   train, test = splits
   return (
-      {k: v[:n_train] for k, v in train.items()},
-      {k: v[:n_test] for k, v in test.items()},
+    {k: v[:n_train] for k, v in train.items()},
+    {k: v[:n_test] for k, v in test.items()},
   )
 
 
@@ -48,7 +49,9 @@ def _images(b=2, h=6, w=6, c=2, seed=0):
 
 def test_affine_warp_integer_shift_is_a_translation_with_background_fill():
   x = _images()
-  out = mnist.affine_warp(jnp.asarray(x), jnp.array([[1.0, -2.0], [0.0, 0.0]]), jnp.zeros(2), jnp.ones(2))
+  out = training.affine_warp(
+    jnp.asarray(x), jnp.array([[1.0, -2.0], [0.0, 0.0]]), jnp.zeros(2), jnp.ones(2)
+  )
   expected = np.full_like(x[0], -1.0)
   expected[1:, :-2] = x[0, :-1, 2:]  # content moves down 1 row and left 2 columns
   np.testing.assert_allclose(out[0], expected, atol=1e-6)
@@ -57,9 +60,9 @@ def test_affine_warp_integer_shift_is_a_translation_with_background_fill():
 
 def test_affine_warp_quarter_turn_is_rot90_and_zoom_keeps_the_centre():
   x = _images(b=1, h=5, w=5, c=1)
-  out = mnist.affine_warp(jnp.asarray(x), jnp.zeros((1, 2)), jnp.array([np.pi / 2]), jnp.ones(1))
+  out = training.affine_warp(jnp.asarray(x), jnp.zeros((1, 2)), jnp.array([np.pi / 2]), jnp.ones(1))
   np.testing.assert_allclose(out[0], np.rot90(x[0], k=-1), atol=1e-5)  # clockwise
-  zoom = mnist.affine_warp(jnp.asarray(x), jnp.zeros((1, 2)), jnp.zeros(1), jnp.array([2.0]))
+  zoom = training.affine_warp(jnp.asarray(x), jnp.zeros((1, 2)), jnp.zeros(1), jnp.array([2.0]))
   assert zoom[0, 2, 2, 0] == pytest.approx(x[0, 2, 2, 0], abs=1e-6)
   # Zoom x2 samples half-way between pixels: (1,1) reads the mean of x[1:3, 1:3]... at (1.5, 1.5).
   assert zoom[0, 1, 1, 0] == pytest.approx(x[0, 1:3, 1:3, 0].mean(), abs=1e-5)
@@ -68,8 +71,8 @@ def test_affine_warp_quarter_turn_is_rot90_and_zoom_keeps_the_centre():
 def test_random_affine_is_identity_when_disabled_and_stays_in_range():
   x = jnp.asarray(_images(b=8))
   key = jax.random.PRNGKey(0)
-  np.testing.assert_array_equal(mnist.random_affine(key, x, 0.0), x)  # exact identity
-  out = mnist.random_affine(key, x, 2.0, 15.0, 0.1)
+  np.testing.assert_array_equal(training.random_affine(key, x, 0.0), x)  # exact identity
+  out = training.random_affine(key, x, 2.0, 15.0, 0.1)
   assert out.shape == x.shape and float(out.min()) >= -1.0 and float(out.max()) <= 1.0
   assert not np.allclose(out, x)
 
@@ -80,25 +83,29 @@ def test_random_affine_is_identity_when_disabled_and_stays_in_range():
 def test_train_classifier_learns(splits):
   train, test = _small(splits, n_train=1000, n_test=500)
   config = dataclasses.replace(TINY, epochs=3, learning_rate=3e-3)
-  params, info = mnist.train_classifier(LeNet5(), train, test, config)
+  params, info = training.train_classifier(LeNet5(), train, test, config)
   assert info['test_accuracy'] > 0.85, info
   assert info['n_train'] == 1000 and info['epochs'] == 3
   # Independent check of the reported accuracy.
   logits = LeNet5().apply({'params': params}, jnp.asarray(test['image']))
-  assert info['test_accuracy'] == pytest.approx(float(np.mean(np.argmax(logits, -1) == test['label'])))
+  assert info['test_accuracy'] == pytest.approx(
+    float(np.mean(np.argmax(logits, -1) == test['label']))
+  )
 
 
 def test_train_classifier_rejects_bad_input(splits):
   train, test = _small(splits)
   with pytest.raises(ValueError, match='to_float'):
-    mnist.train_classifier(LeNet5(), {'image': (train['image'] > 0).astype(np.uint8), 'label': train['label']})
+    training.train_classifier(
+      LeNet5(), {'image': (train['image'] > 0).astype(np.uint8), 'label': train['label']}
+    )
   with pytest.raises(ValueError, match='max_scale'):
-    mnist.train_classifier(LeNet5(), train, test, mnist.ClassifierTrainConfig(max_scale=1.5))
+    training.train_classifier(LeNet5(), train, test, training.ClassifierTrainConfig(max_scale=1.5))
 
 
 @pytest.mark.slow
 def test_full_training_reaches_97_percent(splits):
-  _, info = mnist.train_classifier(LeNet5(), *splits)
+  _, info = training.train_classifier(LeNet5(), *splits)
   assert info['test_accuracy'] >= 0.97, info
 
 
@@ -125,7 +132,9 @@ def test_cache_trains_once_then_loads(tmp_path, splits, monkeypatch):
   assert extractor.name == f'mnist_lenet5@{meta["sha256"][:12]}'
   out = extractor(small[1]['image'][:7], batch_size=4)
   assert out['features'].shape == (7, 84) and out['logits'].shape == (7, 10)
-  feats, logits = module.apply({'params': params}, small[1]['image'][:7], method=module.features_and_logits)
+  feats, logits = module.apply(
+    {'params': params}, small[1]['image'][:7], method=module.features_and_logits
+  )
   np.testing.assert_allclose(out['features'], feats, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['logits'], logits, rtol=1e-5, atol=1e-5)
 
@@ -143,7 +152,7 @@ def test_cache_missing_and_corrupt(tmp_path, splits):
 
 
 _RACE_SCRIPT = textwrap.dedent(
-    """
+  """
     import os, sys, time
     import jax, jax.numpy as jnp, numpy as np
     from jaxgan.metrics import mnist
@@ -168,14 +177,14 @@ _RACE_SCRIPT = textwrap.dedent(
 def test_two_processes_racing_train_once(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   procs = [
-      subprocess.Popen(
-          [sys.executable, '-c', _RACE_SCRIPT, str(tmp_path)],
-          env=env,
-          stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE,
-          text=True,
-      )
-      for _ in range(2)
+    subprocess.Popen(
+      [sys.executable, '-c', _RACE_SCRIPT, str(tmp_path)],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for _ in range(2)
   ]
   outs = [p.communicate(timeout=300) for p in procs]
   for p, (_, err) in zip(procs, outs):
@@ -198,4 +207,6 @@ def test_load_mnist_splits_converts_the_data_package_splits(splits, data_dir):
   for split, arrays in (('train', train), ('test', test)):
     raw = data.load_arrays('mnist5k', split, data_dir=data_dir)
     np.testing.assert_array_equal(arrays['label'], raw['label'])
-    np.testing.assert_allclose(arrays['image'], raw['image'].astype(np.float32) / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(
+      arrays['image'], raw['image'].astype(np.float32) / 127.5 - 1, atol=1e-6
+    )

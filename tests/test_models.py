@@ -26,7 +26,7 @@ SMALL = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_cached(module, shape):
   return jax.jit(lambda x: module.init(jax.random.PRNGKey(0), x, train=False))(jnp.zeros(shape))
 

@@ -46,15 +46,15 @@ def run_one_stage(game, g_mod, d_mod, mode, real):
 
 
 CASES = [
-    ('minimax', 'symmetric'),
-    ('wgan', 'symmetric'),
-    ('ns', 'asymmetric'),
-    ('lsgan', 'asymmetric'),
-    ('minimax', 'exact'),
-    ('ns', 'exact'),
-    ('lsgan', 'exact'),
-    ('hinge', 'exact'),
-    ('wgan', 'exact'),
+  ('minimax', 'symmetric'),
+  ('wgan', 'symmetric'),
+  ('ns', 'asymmetric'),
+  ('lsgan', 'asymmetric'),
+  ('minimax', 'exact'),
+  ('ns', 'exact'),
+  ('lsgan', 'exact'),
+  ('hinge', 'exact'),
+  ('wgan', 'exact'),
 ]
 
 
@@ -71,7 +71,9 @@ def test_gradients_equal_separate_player_gradients(loss_name, mode):
     assert float(metrics['onestage/gamma_dropped']) == 0.0
 
 
-@pytest.mark.parametrize('loss_name,mode', [('minimax', 'symmetric'), ('ns', 'exact'), ('hinge', 'exact')])
+@pytest.mark.parametrize(
+  'loss_name,mode', [('minimax', 'symmetric'), ('ns', 'exact'), ('hinge', 'exact')]
+)
 @pytest.mark.parametrize('d_kind', ['coupled', 'batchnorm'])
 def test_batch_coupled_d_exact_for_symmetric_and_exact_modes(loss_name, mode, d_kind):
   with jax.enable_x64(True):
@@ -94,7 +96,10 @@ def test_asymmetric_rule_wrong_for_batch_coupled_d_and_refused():
     state, g_grads, d_grads, _ = run_one_stage(game, g_mod, d_mod, 'asymmetric', real)
     ref_g, ref_d = reference_grads(game, state, real, z)
     chex.assert_trees_all_close(d_grads, ref_d, rtol=1e-10, atol=1e-13)  # D is still right
-    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(g_grads), jax.tree.leaves(ref_g)))
+    diff = max(
+      float(jnp.max(jnp.abs(a - b)))
+      for a, b in zip(jax.tree.leaves(g_grads), jax.tree.leaves(ref_g))
+    )
     scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(ref_g))
     assert diff > 1e-3 * scale
     # Declared honestly, the builder refuses and names the fixes.
@@ -144,7 +149,7 @@ def test_one_pass_traces_one_g_and_two_d_applies():
   for mode in ('asymmetric', 'exact'):
     counts.update(g=0, d=0)
     jax.jit(onestage.one_stage_step(game, optax.identity(), optax.identity(), mode=mode)).lower(
-        state, tm.real_batch()
+      state, tm.real_batch()
     )
     assert counts == {'g': 1, 'd': 2}, (mode, counts)
   counts.update(g=0, d=0)

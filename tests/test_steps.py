@@ -18,7 +18,9 @@ def test_two_stage_gradients_follow_the_reference_order():
     real = tm.real_batch()['image'].astype(jnp.float64)
     game, g_mod, d_mod = tm.make_game('ns', z=z)
     state = tm.to_f64(tm.make_state(g_mod, d_mod))
-    new, metrics = jax.jit(two_stage_step(game, optax.identity(), optax.identity()))(state, {'image': real})
+    new, metrics = jax.jit(two_stage_step(game, optax.identity(), optax.identity()))(
+      state, {'image': real}
+    )
     g_grads = tm.grads_from_identity_update(state.g.params, new.g.params)
     d_grads = tm.grads_from_identity_update(state.d.params, new.d.params)
 
@@ -28,11 +30,15 @@ def test_two_stage_gradients_follow_the_reference_order():
     fake0 = game.g_apply({'params': state.g.params}, z, train=True)[0]
     ref_d = jax.grad(lambda dp: game.loss.d_loss(d_out(dp, real), d_out(dp, fake0)))(state.d.params)
     ref_g = jax.grad(
-        lambda gp: game.loss.g_loss(d_out(new.d.params, game.g_apply({'params': gp}, z, train=True)[0]))
+      lambda gp: game.loss.g_loss(
+        d_out(new.d.params, game.g_apply({'params': gp}, z, train=True)[0])
+      )
     )(state.g.params)
     chex.assert_trees_all_close(d_grads, ref_d, rtol=1e-10, atol=1e-13)
     chex.assert_trees_all_close(g_grads, ref_g, rtol=1e-10, atol=1e-13)
-    assert jnp.allclose(metrics['d_loss'], game.loss.d_loss(d_out(state.d.params, real), d_out(state.d.params, fake0)))
+    assert jnp.allclose(
+      metrics['d_loss'], game.loss.d_loss(d_out(state.d.params, real), d_out(state.d.params, fake0))
+    )
 
 
 def test_n_dis_uses_one_real_batch_per_d_update():
@@ -111,9 +117,13 @@ def test_r1_and_gradient_penalty_closed_forms_for_a_linear_d():
 
   real = tm.real_batch()['image']
   fake = -real
-  r1 = regularizers.r1_penalty(d_apply, 10.0)({'params': {'w': w}}, real, fake, jax.random.PRNGKey(0))
+  r1 = regularizers.r1_penalty(d_apply, 10.0)(
+    {'params': {'w': w}}, real, fake, jax.random.PRNGKey(0)
+  )
   assert jnp.allclose(r1, 5.0 * jnp.sum(w**2))
-  gp = regularizers.wgan_gp_penalty(d_apply, 10.0)({'params': {'w': w}}, real, fake, jax.random.PRNGKey(0))
+  gp = regularizers.wgan_gp_penalty(d_apply, 10.0)(
+    {'params': {'w': w}}, real, fake, jax.random.PRNGKey(0)
+  )
   assert jnp.allclose(gp, 10.0 * (jnp.linalg.norm(w) - 1.0) ** 2, rtol=1e-5)
   with pytest.raises(ValueError, match='r1 weight'):
     regularizers.r1_penalty(d_apply, -1.0)
@@ -124,6 +134,8 @@ def test_regularizer_gradient_reaches_d():
   game_r1 = game.replace(d_regularizers=(regularizers.r1_penalty(game.d_apply, 100.0),))
   state = tm.make_state(g_mod, d_mod)
   a, ma = jax.jit(two_stage_step(game, optax.identity(), optax.identity()))(state, tm.real_batch())
-  b, mb = jax.jit(two_stage_step(game_r1, optax.identity(), optax.identity()))(state, tm.real_batch())
+  b, mb = jax.jit(two_stage_step(game_r1, optax.identity(), optax.identity()))(
+    state, tm.real_batch()
+  )
   assert float(mb['d_reg']) > 0 and float(ma['d_reg']) == 0
   assert not jnp.allclose(a.d.params['Dense_0']['kernel'], b.d.params['Dense_0']['kernel'])

@@ -16,7 +16,9 @@ from jaxgan.models.registry import count_params
 from jaxgan.state import GANState, Player
 from jaxgan.steps import two_stage_step
 
-TINY = dict(resolution=32, channel_base=128, channel_max=32)  # channels 32, 16, 8, 4
+# 8x8 exercises both block kinds (the 4x4 constant block and an upsampling block) cheaply.
+TINY = dict(resolution=8, channel_base=64, channel_max=16)  # channels 16 (4x4), 8 (8x8)
+TINY32 = dict(resolution=32, channel_base=128, channel_max=32)  # channels 32, 16, 8, 4
 
 
 def tiny_g(**kw):
@@ -29,15 +31,20 @@ def tiny_d(**kw):
 
 def init_vars(module, *args, seed=0):
   """Variables of ``module`` without compiling its init (slow on a CPU): shapes from
-  ``jax.eval_shape``, params drawn N(0, 0.5^2) with numpy, ``w_avg`` 0. The AdvAug
-  'perturbations' are dropped (sized for the init batch only)."""
+  ``jax.eval_shape``, params drawn N(0, 0.5^2) with numpy (mapping kernels N(0, 50^2), as
+  the reference's N(0, 1/lr_mul^2) storage), ``w_avg`` 0. The AdvAug 'perturbations' are
+  dropped (sized for the init batch only)."""
   shapes = dict(jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args)))
   shapes.pop('perturbations', None)
   rng = np.random.default_rng(seed)
   v = {k: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t) for k, t in shapes.items()}
-  v['params'] = jax.tree.map(
-    lambda s: jnp.asarray(rng.standard_normal(s.shape) * 0.5, s.dtype), shapes['params']
-  )
+
+  def fill(path, s):
+    name = jax.tree_util.keystr(path)
+    std = 50.0 if ("['mapping']['fc" in name and name.endswith("['kernel']")) else 0.5
+    return jnp.asarray(rng.standard_normal(s.shape) * std, s.dtype)
+
+  v['params'] = jax.tree_util.tree_map_with_path(fill, shapes['params'])
   return v
 
 
@@ -49,8 +56,12 @@ def make_state(g, d, tx, latent_dim, image_shape):
     params = v.pop('params')
     players.append(Player(params=params, model_state=v, opt_state=tx.init(params)))
   return GANState(
-    step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(3), g=players[0], d=players[1],
-    ema_params=jax.tree.map(jnp.copy, players[0].params), extra={},
+    step=jnp.zeros((), jnp.int32),
+    rng=jax.random.PRNGKey(3),
+    g=players[0],
+    d=players[1],
+    ema_params=jax.tree.map(jnp.copy, players[0].params),
+    extra={},
   )
 
 
@@ -73,17 +84,29 @@ def test_config_f_256_param_counts_equal_reference():
   assert _count(gp['mapping']) == 8 * 262_656
   syn = gp['synthesis']
   printed_g = {
-    'b4_conv1': 2_622_465, 'b4_torgb': 264_195, 'b8_conv0': 2_622_465,
-    'b128_conv0': 1_442_561, 'b128_conv1': 721_409, 'b128_torgb': 132_099,
-    'b256_conv0': 426_369, 'b256_conv1': 213_249, 'b256_torgb': 66_051,
+    'b4_conv1': 2_622_465,
+    'b4_torgb': 264_195,
+    'b8_conv0': 2_622_465,
+    'b128_conv0': 1_442_561,
+    'b128_conv1': 721_409,
+    'b128_torgb': 132_099,
+    'b256_conv0': 426_369,
+    'b256_conv1': 213_249,
+    'b256_torgb': 66_051,
   }
   for name, n in printed_g.items():
     assert _count(syn[name]) == n, name
   assert _count(syn['const']) == 8192
   printed_d = {
-    'b256_skip': 32_768, 'b256_conv0': 147_584, 'b256_conv1': 295_168,
-    'b128_skip': 131_072, 'b128_conv0': 590_080, 'b128_conv1': 1_180_160,
-    'b64_skip': 262_144, 'b64_conv0': 2_359_808, 'b64_conv1': 2_359_808,
+    'b256_skip': 32_768,
+    'b256_conv0': 147_584,
+    'b256_conv1': 295_168,
+    'b128_skip': 131_072,
+    'b128_conv0': 590_080,
+    'b128_conv1': 1_180_160,
+    'b64_skip': 262_144,
+    'b64_conv0': 2_359_808,
+    'b64_conv1': 2_359_808,
   }
   for name, n in printed_d.items():
     assert _count(dp[name]) == n, name
@@ -166,14 +189,18 @@ def test_equalized_learning_rate_scales_as_reference():
     # The gradient reaching the stored kernel is the effective kernel's times lr_mul/sqrt(fan_in).
     lin = sg.EqualizedDense(4, lr_mul=0.01)
     gk = jax.grad(lambda p: jnp.sum(lin.apply({'params': p}, x)))(v['params'])['kernel']
-    np.testing.assert_allclose(gk, np.tile(np.asarray(x).sum(0)[:, None], (1, 4)) * 0.01 / math.sqrt(6), rtol=1e-6)
+    np.testing.assert_allclose(
+      gk, np.tile(np.asarray(x).sum(0)[:, None], (1, 4)) * 0.01 / math.sqrt(6), rtol=1e-6
+    )
   big = sg.EqualizedDense(256, lr_mul=0.01).init(jax.random.PRNGKey(2), jnp.zeros((1, 256)))
   assert abs(float(jnp.std(big['params']['kernel'])) - 100.0) < 3.0  # stored ~ N(0, 1/lr_mul^2)
   conv = sg.EqualizedConv(3, kernel_size=3, activation='linear')
   xc = jax.random.normal(jax.random.PRNGKey(3), (2, 5, 5, 4))
   vc = conv.init(jax.random.PRNGKey(4), xc)
   w = vc['params']['weight']
-  want = jax.lax.conv_general_dilated(xc, w, (1, 1), 'SAME', dimension_numbers=sg._DN) / math.sqrt(36)
+  want = jax.lax.conv_general_dilated(xc, w, (1, 1), 'SAME', dimension_numbers=sg._DN) / math.sqrt(
+    36
+  )
   np.testing.assert_allclose(conv.apply(vc, xc, gain=0.5), 0.5 * want, rtol=1e-5, atol=1e-6)
 
 
@@ -214,7 +241,9 @@ def test_w_avg_tracked_in_train_mode_and_truncation():
   img = g.apply(v2, jnp.concatenate([z[:1], -z[:1]]), method='sample', truncation_psi=0.0)
   np.testing.assert_allclose(img[0], img[1], rtol=1e-5, atol=1e-6)
   eval_g = tiny_g(noise_mode='none', truncation_psi=0.0)
-  np.testing.assert_allclose(eval_g.apply(v2, z[:2]), jnp.concatenate([img[:1], img[:1]]), atol=1e-5)
+  np.testing.assert_allclose(
+    eval_g.apply(v2, z[:2]), jnp.concatenate([img[:1], img[:1]]), atol=1e-5
+  )
 
 
 def test_style_mixing_crossover():
@@ -227,9 +256,13 @@ def test_style_mixing_crossover():
     same = np.all(np.isclose(mixed, np.asarray(ws)), axis=(0, 2))
     cut = int(np.argmin(same))
     assert 1 <= cut < g.num_ws and same[:cut].all() and not same[cut:].any()
-    np.testing.assert_allclose(mixed[:, cut:], np.broadcast_to(mixed[:, cut:cut + 1], mixed[:, cut:].shape))
+    np.testing.assert_allclose(
+      mixed[:, cut:], np.broadcast_to(mixed[:, cut : cut + 1], mixed[:, cut:].shape)
+    )
   off = tiny_g(style_mixing_prob=0.0)
-  np.testing.assert_array_equal(off.apply(v, ws, z, None, jax.random.PRNGKey(0), method='mix_styles'), ws)
+  np.testing.assert_array_equal(
+    off.apply(v, ws, z, None, jax.random.PRNGKey(0), method='mix_styles'), ws
+  )
 
 
 def test_r1_penalty_against_closed_form():
@@ -256,14 +289,18 @@ def test_path_length_penalty_against_full_jacobian():
   ws = g.apply(v, z[:2], method='mapping')
   synth = lambda w: g.apply(v, w, None, method='synthesis')  # noqa: E731
   img = synth(ws)
-  jac = jax.jacfwd(synth)(ws)  # [2, 32, 32, 3, 2, num_ws, w_dim]
-  u = jax.random.normal(k_proj, img.shape) / 32.0
+  jac = jax.jacfwd(synth)(ws)  # [2, 8, 8, 3, 2, num_ws, w_dim]
+  u = jax.random.normal(k_proj, img.shape) / 8.0
   grads = np.tensordot(np.asarray(u, np.float64), np.asarray(jac, np.float64), axes=4)  # [2, S, W]
   lengths = np.sqrt(np.mean(np.sum(grads**2, axis=2), axis=1))
   want_mean = 0.3 + 0.01 * (lengths.mean() - 0.3)
   np.testing.assert_allclose(new_mean, want_mean, rtol=1e-4)
-  np.testing.assert_allclose(loss, 2.0 * 4 * np.mean((lengths - want_mean) ** 2), rtol=1e-3, atol=1e-9)
-  grad = jax.grad(lambda p: sg.path_length_penalty(g, {**v, 'params': p}, z, key, pl_mean)[0])(v['params'])
+  np.testing.assert_allclose(
+    loss, 2.0 * 4 * np.mean((lengths - want_mean) ** 2), rtol=1e-3, atol=1e-9
+  )
+  grad = jax.grad(lambda p: sg.path_length_penalty(g, {**v, 'params': p}, z, key, pl_mean)[0])(
+    v['params']
+  )
   assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(grad))
 
 
@@ -272,7 +309,9 @@ def test_lazy_term_and_adam_hparams():
   assert [float(sg.lazy_term(s, 4, fn)) for s in range(6)] == [3.0, 0, 0, 0, 3.0, 0]
   assert float(jax.jit(lambda s: sg.lazy_term(s, 16, fn))(jnp.asarray(32))) == 3.0
   lr, b1, b2 = sg.lazy_adam_hparams(0.002, 0.0, 0.99, 16)
-  assert lr == pytest.approx(0.002 * 16 / 17) and b1 == 0.0 and b2 == pytest.approx(0.99 ** (16 / 17))
+  assert (
+    lr == pytest.approx(0.002 * 16 / 17) and b1 == 0.0 and b2 == pytest.approx(0.99 ** (16 / 17))
+  )
 
 
 def test_conditional_forward_and_label_dependence():
@@ -281,19 +320,23 @@ def test_conditional_forward_and_label_dependence():
   y = jnp.array([0, 2], jnp.int32)
   vg = init_vars(g, z, y)
   img = g.apply(vg, z, y)
-  assert img.shape == (2, 32, 32, 3)
+  assert img.shape == (2, 8, 8, 3)
   with pytest.raises(ValueError, match='pass int32 labels'):
     g.apply(vg, z)
   vd = init_vars(d, img, y)
   assert 'mapping' in vd['params']
   xs = jnp.concatenate([img, img, img])
   logits = d.apply(vd, xs, jnp.repeat(jnp.arange(3, dtype=jnp.int32), 2)).reshape(3, 2)
-  assert float(jnp.min(jnp.abs(logits[0] - logits[1]))) > 0 and float(jnp.min(jnp.abs(logits[1] - logits[2]))) > 0
+  assert (
+    float(jnp.min(jnp.abs(logits[0] - logits[1]))) > 0
+    and float(jnp.min(jnp.abs(logits[1] - logits[2]))) > 0
+  )
 
 
 @pytest.mark.parametrize('builder', ['two_stage', 'one_stage'])
 def test_steps_run_one_iteration(builder):
-  g, d = tiny_g(), tiny_d()
+  g = sg.StyleGAN2Generator(**TINY32, w_dim=16, mapping_layers=2)
+  d = sg.StyleGAN2Discriminator(**TINY32, mbstd_group_size=2)
   game = Game(
     g_apply=make_apply(g),
     d_apply=make_apply(d),
@@ -304,7 +347,9 @@ def test_steps_run_one_iteration(builder):
   tx = optax.adam(0.002, 0.0, 0.99)
   state = make_state(g, d, tx, 8, (32, 32, 3))
   assert set(state.g.model_state) == {'w_avg'}
-  batch = {'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)}
+  batch = {
+    'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)
+  }
   if builder == 'two_stage':
     step = two_stage_step(game, tx, tx, ema_decay=0.999)
   else:

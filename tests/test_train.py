@@ -19,7 +19,14 @@ TOY = str(ROOT / 'experiments' / 'configs' / 'toy2d.py')
 
 
 def launcher(workdir, *overrides):
-  return [sys.executable, '-m', 'experiments.main', f'--config={TOY}', f'--workdir={workdir}', *overrides]
+  return [
+    sys.executable,
+    '-m',
+    'experiments.main',
+    f'--config={TOY}',
+    f'--workdir={workdir}',
+    *overrides,
+  ]
 
 
 def final_params(workdir):
@@ -31,16 +38,31 @@ def final_params(workdir):
   return step, state
 
 
-SMALL = ['--config.num_steps=40', '--config.checkpoint_every=5', '--config.eval_samples=0', '--config.sample_every=0',
-         '--config.log_every=5', '--config.toy_points=4096', '--config.batch_size=64']
+SMALL = [
+  '--config.num_steps=40',
+  '--config.checkpoint_every=5',
+  '--config.eval_samples=0',
+  '--config.sample_every=0',
+  '--config.log_every=5',
+  '--config.toy_points=4096',
+  '--config.batch_size=64',
+]
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   whole = tmp_path / 'whole'
-  subprocess.run(launcher(whole, *SMALL), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+  subprocess.run(
+    launcher(whole, *SMALL), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
+  )
   killed = tmp_path / 'killed'
-  proc = subprocess.Popen(launcher(killed, *SMALL), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    launcher(killed, *SMALL),
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 600
   while time.time() < deadline:  # kill it somewhere after its second checkpoint
     if len([p for p in (killed / 'checkpoints').glob('[0-9]*')]) >= 2:
@@ -51,7 +73,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
   proc.wait()
   rows = [json.loads(x) for x in (killed / 'metrics.jsonl').read_text().splitlines()]
   assert rows and rows[-1]['step'] < 40, 'the run finished before it could be killed'
-  subprocess.run(launcher(killed, *SMALL), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+  subprocess.run(
+    launcher(killed, *SMALL), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
+  )
   step_a, a = final_params(whole)
   step_b, b = final_params(killed)
   assert step_a == step_b == 40
@@ -59,7 +83,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-  steps_logged = [json.loads(x)['step'] for x in (killed / 'metrics.jsonl').read_text().splitlines()]
+  steps_logged = [
+    json.loads(x)['step'] for x in (killed / 'metrics.jsonl').read_text().splitlines()
+  ]
   assert steps_logged == sorted(set(steps_logged)), 'resumed log repeats steps'
 
 
@@ -67,30 +93,71 @@ def test_overrides_mismatch_and_outputs(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   wd = tmp_path / 'run'
   out = subprocess.run(
-      launcher(wd, *SMALL, '--config.num_steps=10', '--config.g_optimizer.lr=0.0005', '--config.sample_every=10',
-               '--config.eval_samples=500'),
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    launcher(
+      wd,
+      *SMALL,
+      '--config.num_steps=10',
+      '--config.g_optimizer.lr=0.0005',
+      '--config.sample_every=10',
+      '--config.eval_samples=500',
+    ),
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert out.returncode == 0, out.stderr[-3000:]
   cfg = json.loads((wd / 'config.json').read_text())
   assert cfg['g_optimizer']['lr'] == 0.0005 and cfg['num_steps'] == 10
-  for name in ('metrics.jsonl', 'summary.json', 'samples/step_0000010.png', 'plots/losses.png', 'eval_log.jsonl'):
+  for name in (
+    'metrics.jsonl',
+    'summary.json',
+    'samples/step_0000010.png',
+    'plots/losses.png',
+    'eval_log.jsonl',
+  ):
     assert (wd / name).exists(), name
   assert list((wd / 'tensorboard').glob('events.out.tfevents.*'))
+  # The standalone evaluation scores the latest checkpoint, with its protocol.
+  from experiments.evaluate import evaluate_workdir
+
+  scores = evaluate_workdir(wd, samples=300)
+  saved = json.loads((wd / 'eval.json').read_text())
+  assert saved['step'] == 10 and saved['protocol']['n_fake'] == 300
+  assert 0 <= scores['modes_covered'] <= 25
   # A different model width in the same workdir is refused, naming the difference.
-  out = subprocess.run(launcher(wd, *SMALL, '--config.model_kwargs.hidden=(64,64,64)'), cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    launcher(wd, *SMALL, '--config.model_kwargs.hidden=(64,64,64)'),
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode != 0 and 'does not match the state' in out.stderr and 'dense0' in out.stderr
   # A bad value fails before any work, naming the fix.
-  out = subprocess.run(launcher(tmp_path / 'bad', '--config.trainer=three_stage'), cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    launcher(tmp_path / 'bad', '--config.trainer=three_stage'),
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode != 0 and "config.trainer='three_stage' is invalid" in out.stderr
   assert not (tmp_path / 'bad' / 'checkpoints').exists()
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
   cfg = toy2d.get_config()
-  cfg.num_steps, cfg.checkpoint_every, cfg.eval_samples, cfg.sample_every, cfg.toy_points = 6, 3, 0, 0, 4096
+  cfg.num_steps, cfg.checkpoint_every, cfg.eval_samples, cfg.sample_every, cfg.toy_points = (
+    6,
+    3,
+    0,
+    0,
+    4096,
+  )
   train.train_and_evaluate(cfg, tmp_path)
   good = sorted(int(p.name) for p in (tmp_path / 'checkpoints').glob('[0-9]*'))
   cfg.num_steps = 20

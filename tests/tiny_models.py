@@ -59,36 +59,38 @@ def make_game(loss_name='ns', *, d_module=None, z=None, **game_kwargs):
   if z is None:
     z = jax.random.normal(jax.random.PRNGKey(7), (8, LATENT_DIM))
   game = Game(
-      g_apply=make_apply(g_module),
-      d_apply=make_apply(d_module),
-      loss=losses.get_loss(loss_name),
-      sample_latents=fixed_latents(z),
-      **game_kwargs,
+    g_apply=make_apply(g_module),
+    d_apply=make_apply(d_module),
+    loss=losses.get_loss(loss_name),
+    sample_latents=fixed_latents(z),
+    **game_kwargs,
   )
   return game, g_module, d_module
 
 
 def make_state(g_module, d_module, g_tx=None, d_tx=None, seed=0, use_ema=False):
   return create_state(
-      jax.random.PRNGKey(seed),
-      g_module=g_module,
-      d_module=d_module,
-      g_tx=g_tx or optax.identity(),
-      d_tx=d_tx or optax.identity(),
-      latent_dim=LATENT_DIM,
-      image_shape=IMAGE_SHAPE,
-      use_ema=use_ema,
+    jax.random.PRNGKey(seed),
+    g_module=g_module,
+    d_module=d_module,
+    g_tx=g_tx or optax.identity(),
+    d_tx=d_tx or optax.identity(),
+    latent_dim=LATENT_DIM,
+    image_shape=IMAGE_SHAPE,
+    use_ema=use_ema,
   )
 
 
 def real_batch(n=8, seed=1):
-  return {'image': jax.random.uniform(jax.random.PRNGKey(seed), (n, *IMAGE_SHAPE), minval=-1, maxval=1)}
+  return {
+    'image': jax.random.uniform(jax.random.PRNGKey(seed), (n, *IMAGE_SHAPE), minval=-1, maxval=1)
+  }
 
 
 def to_f64(tree):
   """Casts every floating leaf to float64 (call inside ``jax.enable_x64``)."""
   return jax.tree.map(
-      lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
   )
 
 

@@ -41,14 +41,36 @@ def get_config():
   c.precision = 'float32'  # bfloat16: compute in bf16 on accelerators; params/opt state stay f32
   # Techniques (each off by default; see README for which combinations are valid).
   c.diffaugment = ''  # DiffAugment policy, e.g. 'color,translation,cutout'
-  c.dat = ml_collections.ConfigDict(dict(enabled=False, steps=1, step_size=1.0, clip=1.0, clamp_real=False))
+  c.dat = ml_collections.ConfigDict(
+    dict(enabled=False, steps=1, step_size=1.0, clip=1.0, clamp_real=False)
+  )
   c.advaug = ml_collections.ConfigDict(
-      dict(enabled=False, steps=1, step_size=0.01, norm='linf', direction='paper', weight=1.0)
+    dict(enabled=False, steps=1, step_size=0.01, norm='linf', direction='paper', weight=1.0)
   )
   c.coopinit = ml_collections.ConfigDict(
-      dict(enabled=False, t_init=200, step_size=0.01, n_steps=10, noise_scale=0.01, teach_sigma=0.3,
-           reset_moments=False)
+    dict(
+      enabled=False,
+      t_init=200,
+      step_size=0.01,
+      n_steps=10,
+      noise_scale=0.01,
+      teach_sigma=0.3,
+      reset_moments=False,
+    )
   )
+  # Sparse G and D: variant 'sdst' (dynamic G, static D), 'relax'/'strict' (DDST), 'static'.
+  c.sparse = ml_collections.ConfigDict(
+    dict(
+      enabled=False,
+      variant='relax',
+      g_density=0.1,
+      d_density=0.0,
+      g_update_every=500,
+      d_control_every=1000,
+      br_freq=10,
+      br_window=1000,
+    )
+  )  # d_density 0 = same as G; defaults are the reference's (ddst.md)
   c.inception_weights = ''  # converted Inception-v3 weights for FID on non-MNIST data
   # Schedule of the loop.
   c.log_every = 50

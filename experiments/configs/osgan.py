@@ -25,16 +25,16 @@ from experiments.configs import default
 
 # variant: (loss, d_norm, trainer, lr_d, latent_dim, dataset)
 VARIANTS = {
-    'sym_two_stage_mnist': ('minimax', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
-    'sym_one_stage_mnist': ('minimax', 'batch', 'one_stage', 1.35e-5, 100, 'mnist'),
-    'asym_two_stage_mnist': ('ns', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
-    'asym_one_stage_mnist': ('ns', 'group', 'one_stage', 5e-5, 100, 'mnist'),
-    'wgan_two_stage_mnist': ('wgan', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
-    'wgan_one_stage_mnist': ('wgan', 'batch', 'one_stage', 1.35e-5, 100, 'mnist'),
-    'sym_two_stage_celeba': ('minimax', 'batch', 'two_stage', 2e-5, 100, 'celeba'),
-    'sym_one_stage_celeba': ('minimax', 'batch', 'one_stage', 4e-5, 100, 'celeba'),
-    'asym_two_stage_celeba': ('ns', 'group', 'two_stage', 4e-5, 100, 'celeba'),
-    'asym_one_stage_celeba': ('ns', 'group', 'one_stage', 1e-4, 128, 'celeba'),
+  'sym_two_stage_mnist': ('minimax', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
+  'sym_one_stage_mnist': ('minimax', 'batch', 'one_stage', 1.35e-5, 100, 'mnist'),
+  'asym_two_stage_mnist': ('ns', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
+  'asym_one_stage_mnist': ('ns', 'group', 'one_stage', 5e-5, 100, 'mnist'),
+  'wgan_two_stage_mnist': ('wgan', 'batch', 'two_stage', 2e-4, 100, 'mnist'),
+  'wgan_one_stage_mnist': ('wgan', 'batch', 'one_stage', 1.35e-5, 100, 'mnist'),
+  'sym_two_stage_celeba': ('minimax', 'batch', 'two_stage', 2e-5, 100, 'celeba'),
+  'sym_one_stage_celeba': ('minimax', 'batch', 'one_stage', 4e-5, 100, 'celeba'),
+  'asym_two_stage_celeba': ('ns', 'group', 'two_stage', 4e-5, 100, 'celeba'),
+  'asym_one_stage_celeba': ('ns', 'group', 'one_stage', 1e-4, 128, 'celeba'),
 }
 
 

@@ -14,6 +14,7 @@ def get_config(mixture: str = '25grid'):
   c = default.get_config()
   c.dataset = mixture
   c.model = 'mlp'
+  c.model_kwargs.hidden = (128, 128, 128)
   c.latent_dim = 2
   c.batch_size = 256
   c.num_steps = 2000

@@ -225,5 +225,7 @@ def load_image_folder(
   """
   from jaxgan.data.catalog import load_arrays
 
-  dataset = prepare_image_folder(folder, resolution, name=name, data_dir=data_dir, channels=channels)
+  dataset = prepare_image_folder(
+    folder, resolution, name=name, data_dir=data_dir, channels=channels
+  )
   return load_arrays(dataset, SPLIT, data_dir=data_dir)

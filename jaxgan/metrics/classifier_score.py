@@ -14,7 +14,7 @@ import scipy.special
 
 
 def inception_score(
-    probs: np.ndarray | None = None, *, logits: np.ndarray | None = None, splits: int = 10
+  probs: np.ndarray | None = None, *, logits: np.ndarray | None = None, splits: int = 10
 ) -> tuple[float, float]:
   """Inception Score, mean and std over ``splits`` parts.
 
@@ -36,7 +36,7 @@ def inception_score(
     probs = np.asarray(probs, np.float64)
     if probs.ndim == 2 and (np.any(probs < 0) or not np.allclose(probs.sum(1), 1.0, atol=1e-4)):
       raise ValueError(
-          'probs rows must be non-negative and sum to 1; pass logits=... for unnormalised scores.'
+        'probs rows must be non-negative and sum to 1; pass logits=... for unnormalised scores.'
       )
     with np.errstate(divide='ignore'):
       log_p = np.log(probs)

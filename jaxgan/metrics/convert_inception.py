@@ -63,13 +63,13 @@ PyTree = Any
 
 # (torch suffix) -> (collection, flax leaf name, transpose axes or None)
 _LEAF_MAP = {
-    ('conv', 'weight'): ('params', 'kernel', (2, 3, 1, 0)),
-    ('bn', 'weight'): ('params', 'scale', None),
-    ('bn', 'bias'): ('params', 'bias', None),
-    ('bn', 'running_mean'): ('batch_stats', 'mean', None),
-    ('bn', 'running_var'): ('batch_stats', 'var', None),
-    ('fc', 'weight'): ('params', 'kernel', (1, 0)),
-    ('fc', 'bias'): ('params', 'bias', None),
+  ('conv', 'weight'): ('params', 'kernel', (2, 3, 1, 0)),
+  ('bn', 'weight'): ('params', 'scale', None),
+  ('bn', 'bias'): ('params', 'bias', None),
+  ('bn', 'running_mean'): ('batch_stats', 'mean', None),
+  ('bn', 'running_var'): ('batch_stats', 'var', None),
+  ('fc', 'weight'): ('params', 'kernel', (1, 0)),
+  ('fc', 'bias'): ('params', 'bias', None),
 }
 
 
@@ -90,7 +90,7 @@ def _expected_flat() -> dict[tuple, tuple]:
 def expected_variables_shapes() -> PyTree:
   """The ``{'params', 'batch_stats'}`` shape tree of :class:`InceptionV3` (no compute)."""
   shapes = jax.eval_shape(
-      InceptionV3(resize=False).init, jax.random.PRNGKey(0), jnp.zeros((1, 75, 75, 3), jnp.float32)
+    InceptionV3(resize=False).init, jax.random.PRNGKey(0), jnp.zeros((1, 75, 75, 3), jnp.float32)
   )
   return jax.tree.map(lambda s: tuple(s.shape), dict(shapes))
 
@@ -132,11 +132,13 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray], *, check: bool = True) -
     parts = key.split('.')
     if parts[-1] == 'num_batches_tracked':
       continue
-    rule = _LEAF_MAP.get(tuple(parts[-2:])) if len(parts) >= 2 else None
+    # 'fc' is the top-level classifier only; 'conv'/'bn' sit inside a named block.
+    valid = len(parts) == 2 if parts[-2] == 'fc' else len(parts) >= 3
+    rule = _LEAF_MAP.get(tuple(parts[-2:])) if valid else None
     if rule is None:
       raise ValueError(
-          f'unexpected key {key!r} in the Inception state dict; expected the keys of '
-          "pytorch-fid's FIDInceptionV3 (e.g. 'Conv2d_1a_3x3.conv.weight', 'fc.bias')."
+        f'unexpected key {key!r} in the Inception state dict; expected the keys of '
+        "pytorch-fid's FIDInceptionV3 (e.g. 'Conv2d_1a_3x3.conv.weight', 'fc.bias')."
       )
     collection, leaf, axes = rule
     array = np.asarray(value, np.float32)
@@ -144,8 +146,7 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray], *, check: bool = True) -
       if array.ndim != len(axes):
         raise ValueError(f'{key} should have {len(axes)} axes; got shape {array.shape}.')
       array = np.ascontiguousarray(array.transpose(axes))
-    path = (collection, *parts[:-2], leaf) if parts[-2] != 'fc' else (collection, 'fc', leaf)
-    flat[path] = array
+    flat[(collection, *parts[:-1], leaf)] = array
   variables = _unflatten(flat)
   if check:
     _check_tree(variables)
@@ -158,17 +159,17 @@ def _check_tree(variables: Mapping) -> None:
   missing = sorted('/'.join(p) for p in expected.keys() - got.keys())
   extra = sorted('/'.join(p) for p in got.keys() - expected.keys())
   wrong = sorted(
-      f'{"/".join(p)}: {np.shape(got[p])} != {expected[p]}'
-      for p in expected.keys() & got.keys()
-      if tuple(np.shape(got[p])) != expected[p]
+    f'{"/".join(p)}: {np.shape(got[p])} != {expected[p]}'
+    for p in expected.keys() & got.keys()
+    if tuple(np.shape(got[p])) != expected[p]
   )
   if missing or extra or wrong:
     raise ValueError(
-        'Inception variables do not match InceptionV3: '
-        f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
-        f'unexpected {extra[:5]}{"..." if len(extra) > 5 else ""}, '
-        f'wrong shapes {wrong[:5]}{"..." if len(wrong) > 5 else ""}. '
-        "Is this pytorch-fid's pt_inception-2015-12-05 file?"
+      'Inception variables do not match InceptionV3: '
+      f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
+      f'unexpected {extra[:5]}{"..." if len(extra) > 5 else ""}, '
+      f'wrong shapes {wrong[:5]}{"..." if len(wrong) > 5 else ""}. '
+      "Is this pytorch-fid's pt_inception-2015-12-05 file?"
     )
 
 
@@ -183,7 +184,9 @@ def arrays_digest(variables: Mapping) -> str:
   return h.hexdigest()
 
 
-def save_inception_variables(path: str | os.PathLike, variables: Mapping, source_sha256: str) -> str:
+def save_inception_variables(
+  path: str | os.PathLike, variables: Mapping, source_sha256: str
+) -> str:
   """Writes the ``.npz`` described in the module docstring; returns its SHA-256."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +213,8 @@ def load_inception_variables(path: str | os.PathLike) -> tuple[dict, dict]:
   digest = arrays_digest(variables)
   if digest != meta.get('arrays_sha256'):
     raise ValueError(
-        f'{path}: array digest {digest} does not match the recorded {meta.get("arrays_sha256")}; '
-        'the file is corrupt. Convert the .pth again.'
+      f'{path}: array digest {digest} does not match the recorded {meta.get("arrays_sha256")}; '
+      'the file is corrupt. Convert the .pth again.'
     )
   _check_tree(variables)
   return variables, meta
@@ -234,7 +237,7 @@ def inception_extractor(weights_path: str | os.PathLike, batch_size: int = 50) -
   if source != PYTORCH_FID_WEIGHTS_SHA256:
     name += '-unverified'
   return FeatureExtractor(
-      name=name, apply=_inception_apply, params=variables, image_shape=None, batch_size=batch_size
+    name=name, apply=_inception_apply, params=variables, image_shape=None, batch_size=batch_size
   )
 
 
@@ -247,7 +250,7 @@ def _read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     import torch
   except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        'reading a .pth needs PyTorch: pip install torch (only for this conversion step).'
+      'reading a .pth needs PyTorch: pip install torch (only for this conversion step).'
     ) from e
   state = torch.load(path, map_location='cpu', weights_only=True)
   return {k: v.detach().cpu().numpy() for k, v in state.items()}
@@ -258,15 +261,15 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('pth', help=f'pytorch-fid weights ({PYTORCH_FID_WEIGHTS_NAME})')
   parser.add_argument('out', help='output .npz')
   parser.add_argument(
-      '--allow-unknown', action='store_true', help='convert even if the SHA-256 is not the known one'
+    '--allow-unknown', action='store_true', help='convert even if the SHA-256 is not the known one'
   )
   args = parser.parse_args(argv)
   source_sha = file_sha256(args.pth)
   print(f'input  {args.pth}\n  sha256 {source_sha}')
   if source_sha != PYTORCH_FID_WEIGHTS_SHA256:
     msg = (
-        f'{args.pth} has SHA-256 {source_sha}, not the pytorch-fid weights '
-        f'({PYTORCH_FID_WEIGHTS_SHA256}); the download may be corrupt.'
+      f'{args.pth} has SHA-256 {source_sha}, not the pytorch-fid weights '
+      f'({PYTORCH_FID_WEIGHTS_SHA256}); the download may be corrupt.'
     )
     if not args.allow_unknown:
       raise SystemExit(msg + ' Pass --allow-unknown to convert it anyway.')

@@ -54,23 +54,25 @@ class FeatureExtractor:
     mesh = parallel.make_mesh(jax.local_devices())
     object.__setattr__(self, 'params', jax.device_put(self.params, parallel.replicated(mesh)))
 
-  def __call__(self, images: np.ndarray | Array, batch_size: int | None = None) -> dict[str, np.ndarray]:
+  def __call__(
+    self, images: np.ndarray | Array, batch_size: int | None = None
+  ) -> dict[str, np.ndarray]:
     """Runs :func:`extract_features` with this extractor's params."""
     if self.image_shape is not None and tuple(images.shape[1:]) != tuple(self.image_shape):
       raise ValueError(
-          f'extractor {self.name!r} takes images of shape [N, {", ".join(map(str, self.image_shape))}]; '
-          f'got {tuple(images.shape)}. Resize/convert the images first.'
+        f'extractor {self.name!r} takes images of shape [N, {", ".join(map(str, self.image_shape))}]; '
+        f'got {tuple(images.shape)}. Resize/convert the images first.'
       )
     return extract_features(self.apply, images, batch_size or self.batch_size, params=self.params)
 
 
 def extract_features(
-    apply_fn: ApplyFn,
-    images: np.ndarray | Array,
-    batch_size: int = 250,
-    *,
-    params: PyTree = None,
-    devices: list | None = None,
+  apply_fn: ApplyFn,
+  images: np.ndarray | Array,
+  batch_size: int = 250,
+  *,
+  params: PyTree = None,
+  devices: list | None = None,
 ) -> dict[str, np.ndarray]:
   """Applies a feature network to every image, batch by batch.
 
@@ -93,13 +95,13 @@ def extract_features(
   """
   if getattr(images, 'ndim', None) != 4:
     raise ValueError(
-        f'images must be [N, H, W, C]; got shape {getattr(images, "shape", None)}. '
-        'Add a channel axis for grayscale images (x[..., None]).'
+      f'images must be [N, H, W, C]; got shape {getattr(images, "shape", None)}. '
+      'Add a channel axis for grayscale images (x[..., None]).'
     )
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(
-        f'images must be float in [-1, 1]; got dtype {images.dtype}. '
-        'Convert uint8 images with jaxgan.data.to_float.'
+      f'images must be float in [-1, 1]; got dtype {images.dtype}. '
+      'Convert uint8 images with jaxgan.data.to_float.'
     )
   if batch_size <= 0:
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
@@ -129,6 +131,4 @@ def extract_features(
       out = {'features': out}
     outputs.append((valid, out))  # still on device: the next batch dispatches meanwhile
   keys = outputs[0][1].keys()
-  return {
-      k: np.concatenate([np.asarray(out[k])[:valid] for valid, out in outputs]) for k in keys
-  }
+  return {k: np.concatenate([np.asarray(out[k])[:valid] for valid, out in outputs]) for k in keys}

@@ -28,7 +28,7 @@ def _as_features(x, name: str) -> np.ndarray:
     raise ValueError(f'{name} must be a feature matrix [N, D]; got shape {x.shape}.')
   if x.shape[0] < 2:
     raise ValueError(
-        f'{name} has {x.shape[0]} row(s); a covariance needs at least 2 samples (N >= 2).'
+      f'{name} has {x.shape[0]} row(s); a covariance needs at least 2 samples (N >= 2).'
     )
   return x
 
@@ -64,11 +64,13 @@ def _trace_sqrt_product(sigma1: Array, sigma2: Array) -> Array:
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
   """``tr((sigma1 sigma2)^(1/2))`` for PSD ``sigma1``, ``sigma2`` ``[D, D]``, in float64."""
   with jax.enable_x64(True):
-    return float(_trace_sqrt_product(jnp.asarray(sigma1, jnp.float64), jnp.asarray(sigma2, jnp.float64)))
+    return float(
+      _trace_sqrt_product(jnp.asarray(sigma1, jnp.float64), jnp.asarray(sigma2, jnp.float64))
+    )
 
 
 def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+  mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
   """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
 
@@ -85,15 +87,13 @@ def frechet_distance(
   d = mu1.shape[0] if mu1.ndim == 1 else None
   for name, m, s in (('1', mu1, sigma1), ('2', mu2, sigma2)):
     if m.ndim != 1 or s.shape != (m.shape[0], m.shape[0]):
-      raise ValueError(
-          f'mu{name} must be [D] and sigma{name} [D, D]; got {m.shape} and {s.shape}.'
-      )
+      raise ValueError(f'mu{name} must be [D] and sigma{name} [D, D]; got {m.shape} and {s.shape}.')
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))):
       raise ValueError(f'mu{name}/sigma{name} contain NaN or inf; check the features.')
   if mu2.shape[0] != d:
     raise ValueError(
-        f'feature dimensions differ: {d} vs {mu2.shape[0]}; both sets must come from '
-        'the same extractor.'
+      f'feature dimensions differ: {d} vs {mu2.shape[0]}; both sets must come from '
+      'the same extractor.'
     )
   diff = mu1 - mu2
   tr_covmean = trace_sqrt_product(sigma1, sigma2)
@@ -101,7 +101,7 @@ def frechet_distance(
 
 
 def frechet_distance_from_features(
-    features1: np.ndarray | Array, features2: np.ndarray | Array
+  features1: np.ndarray | Array, features2: np.ndarray | Array
 ) -> float:
   """Fréchet distance between Gaussians fitted to two ``[N, D]`` feature matrices."""
   mu1, sigma1 = feature_statistics(features1)

@@ -67,13 +67,13 @@ class BasicConv(nn.Module):
   def __call__(self, x: Array) -> Array:
     ph, pw = self.padding
     x = nn.Conv(
-        self.features,
-        self.kernel,
-        self.strides,
-        padding=((ph, ph), (pw, pw)),
-        use_bias=False,
-        precision=jax.lax.Precision.HIGHEST,
-        name='conv',
+      self.features,
+      self.kernel,
+      self.strides,
+      padding=((ph, ph), (pw, pw)),
+      use_bias=False,
+      precision=jax.lax.Precision.HIGHEST,
+      name='conv',
     )(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name='bn')(x)
     return nn.relu(x)
@@ -158,20 +158,20 @@ class InceptionE(nn.Module):
     b1 = BasicConv(320, (1, 1), name='branch1x1')(x)
     b3 = BasicConv(384, (1, 1), name='branch3x3_1')(x)
     b3 = jnp.concatenate(
-        [
-            BasicConv(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
-            BasicConv(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3),
-        ],
-        axis=-1,
+      [
+        BasicConv(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
+        BasicConv(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3),
+      ],
+      axis=-1,
     )
     bd = BasicConv(448, (1, 1), name='branch3x3dbl_1')(x)
     bd = BasicConv(384, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(bd)
     bd = jnp.concatenate(
-        [
-            BasicConv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
-            BasicConv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd),
-        ],
-        axis=-1,
+      [
+        BasicConv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
+        BasicConv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd),
+      ],
+      axis=-1,
     )
     pooled = _max_pool_same(x) if self.max_pool else _avg_pool_valid(x)
     bp = BasicConv(192, (1, 1), name='branch_pool')(pooled)
@@ -202,7 +202,9 @@ class InceptionV3(nn.Module):
       ``{'features': [B, 2048], 'logits': [B, 1008]}``.
     """
     if train:
-      raise ValueError('InceptionV3 is an inference-only feature network; call it with train=False.')
+      raise ValueError(
+        'InceptionV3 is an inference-only feature network; call it with train=False.'
+      )
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
       raise ValueError(f'InceptionV3 takes images [B, H, W, 1 or 3]; got shape {x.shape}.')
     if self.resize:
@@ -211,7 +213,7 @@ class InceptionV3(nn.Module):
       x = jnp.repeat(x, 3, axis=-1)
     if min(x.shape[1:3]) < 75:
       raise ValueError(
-          f'InceptionV3 needs inputs of at least 75x75; got {x.shape[1:3]}. Use resize=True.'
+        f'InceptionV3 needs inputs of at least 75x75; got {x.shape[1:3]}. Use resize=True.'
       )
     x = BasicConv(32, (3, 3), strides=(2, 2), name='Conv2d_1a_3x3')(x)
     x = BasicConv(32, (3, 3), name='Conv2d_2a_3x3')(x)

@@ -39,7 +39,7 @@ def _polynomial_mmd2_unbiased(x: Array, y: Array) -> Array:
 @jax.jit
 def _subset_mmd2(real: Array, fake: Array, real_idx: Array, fake_idx: Array) -> Array:
   return jax.lax.map(
-      lambda idx: _polynomial_mmd2_unbiased(real[idx[0]], fake[idx[1]]), (real_idx, fake_idx)
+    lambda idx: _polynomial_mmd2_unbiased(real[idx[0]], fake[idx[1]]), (real_idx, fake_idx)
   )
 
 
@@ -48,19 +48,19 @@ def polynomial_mmd2_unbiased(x: np.ndarray | Array, y: np.ndarray | Array) -> fl
   x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
   if x.ndim != 2 or x.shape != y.shape or x.shape[0] < 2:
     raise ValueError(
-        f'x and y must both be [m, d] with the same m >= 2; got {x.shape} and {y.shape}.'
+      f'x and y must both be [m, d] with the same m >= 2; got {x.shape} and {y.shape}.'
     )
   with jax.enable_x64(True):
     return float(_polynomial_mmd2_unbiased(jnp.asarray(x), jnp.asarray(y)))
 
 
 def kernel_distance(
-    real_features: np.ndarray | Array,
-    fake_features: np.ndarray | Array,
-    *,
-    num_subsets: int = 100,
-    subset_size: int = 1000,
-    seed: int = 0,
+  real_features: np.ndarray | Array,
+  fake_features: np.ndarray | Array,
+  *,
+  num_subsets: int = 100,
+  subset_size: int = 1000,
+  seed: int = 0,
 ) -> tuple[float, float]:
   """KID: mean and standard deviation of the unbiased MMD² over random subsets.
 
@@ -78,14 +78,14 @@ def kernel_distance(
   fake = np.asarray(fake_features, np.float32)
   if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
     raise ValueError(
-        f'real and fake features must be [N, D] and [M, D] with the same D; got '
-        f'{real.shape} and {fake.shape}.'
+      f'real and fake features must be [N, D] and [M, D] with the same D; got '
+      f'{real.shape} and {fake.shape}.'
     )
   m = min(subset_size, real.shape[0], fake.shape[0])
   if m < 2:
     raise ValueError(
-        f'KID needs subsets of at least 2 samples; got subset_size={subset_size}, '
-        f'N={real.shape[0]}, M={fake.shape[0]}.'
+      f'KID needs subsets of at least 2 samples; got subset_size={subset_size}, '
+      f'N={real.shape[0]}, M={fake.shape[0]}.'
     )
   if num_subsets < 1:
     raise ValueError(f'num_subsets must be >= 1, got {num_subsets}.')

@@ -30,9 +30,9 @@ Array = jax.Array
 
 def _sq_dists(a: Array, b: Array) -> Array:
   d2 = (
-      jnp.sum(a * a, axis=1)[:, None]
-      + jnp.sum(b * b, axis=1)[None, :]
-      - 2.0 * jnp.matmul(a, b.T, precision='highest')
+    jnp.sum(a * a, axis=1)[:, None]
+    + jnp.sum(b * b, axis=1)[None, :]
+    - 2.0 * jnp.matmul(a, b.T, precision='highest')
   )
   return jnp.maximum(d2, 0.0)
 
@@ -58,20 +58,21 @@ def _covered(centers: Array, radii_sq: Array, queries: Array) -> Array:
 
 
 def _blocks(fn, x: np.ndarray, block_size: int, *args) -> np.ndarray:
-  return np.concatenate([np.asarray(fn(x[i : i + block_size], *args)) for i in range(0, len(x), block_size)])
+  return np.concatenate(
+    [np.asarray(fn(x[i : i + block_size], *args)) for i in range(0, len(x), block_size)]
+  )
 
 
 def _check(real, fake, k: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
   real, fake = np.asarray(real), np.asarray(fake)
   if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
     raise ValueError(
-        f'real and fake features must be [N, D] and [M, D] with the same D; got '
-        f'{real.shape} and {fake.shape}.'
+      f'real and fake features must be [N, D] and [M, D] with the same D; got '
+      f'{real.shape} and {fake.shape}.'
     )
   if k < 1 or min(len(real), len(fake)) <= k:
     raise ValueError(
-        f'k={k} needs k >= 1 and more than k samples in each set; got N={len(real)}, '
-        f'M={len(fake)}.'
+      f'k={k} needs k >= 1 and more than k samples in each set; got N={len(real)}, M={len(fake)}.'
     )
   if block_size < 1:
     raise ValueError(f'block_size must be positive, got {block_size}.')
@@ -87,11 +88,11 @@ def knn_radii_sq(features: np.ndarray, k: int, block_size: int = 1024) -> np.nda
 
 
 def precision_recall(
-    real_features: np.ndarray | Array,
-    fake_features: np.ndarray | Array,
-    *,
-    k: int = 3,
-    block_size: int = 1024,
+  real_features: np.ndarray | Array,
+  fake_features: np.ndarray | Array,
+  *,
+  k: int = 3,
+  block_size: int = 1024,
 ) -> dict[str, float]:
   """Improved precision and recall (Kynkäänniemi et al., 2019).
 
@@ -114,11 +115,11 @@ def precision_recall(
 
 
 def density_coverage(
-    real_features: np.ndarray | Array,
-    fake_features: np.ndarray | Array,
-    *,
-    k: int = 5,
-    block_size: int = 1024,
+  real_features: np.ndarray | Array,
+  fake_features: np.ndarray | Array,
+  *,
+  k: int = 5,
+  block_size: int = 1024,
 ) -> dict[str, float]:
   """Density and coverage (Naeem et al., 2020).
 
@@ -135,11 +136,13 @@ def density_coverage(
   real_r2 = knn_radii_sq(real, k, block_size)
   real_j, fake_j, real_r2_j = jnp.asarray(real), jnp.asarray(fake), jnp.asarray(real_r2)
   counts = _blocks(lambda b: _ball_counts(b, real_j, real_r2_j), fake, block_size)
-  covered = np.concatenate([
+  covered = np.concatenate(
+    [
       np.asarray(_covered(real_j[i : i + block_size], real_r2_j[i : i + block_size], fake_j))
       for i in range(0, len(real), block_size)
-  ])
+    ]
+  )
   return {
-      'density': float(counts.sum() / (k * len(fake))),
-      'coverage': float(covered.mean()),
+    'density': float(counts.sum() / (k * len(fake))),
+    'coverage': float(covered.mean()),
   }

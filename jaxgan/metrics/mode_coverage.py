@@ -25,12 +25,12 @@ NUM_STACKED_MODES = 1000
 
 
 def gaussian_mixture_quality(
-    samples: np.ndarray,
-    centers: np.ndarray,
-    std: float,
-    *,
-    num_std: float = 3.0,
-    min_count: int = 1,
+  samples: np.ndarray,
+  centers: np.ndarray,
+  std: float,
+  *,
+  num_std: float = 3.0,
+  min_count: int = 1,
 ) -> dict:
   """Modes covered and high-quality fraction for a 2-D (or any-D) Gaussian mixture.
 
@@ -50,11 +50,13 @@ def gaussian_mixture_quality(
   centers = np.asarray(centers, np.float64)
   if samples.ndim != 2 or centers.ndim != 2 or samples.shape[1] != centers.shape[1]:
     raise ValueError(
-        f'samples must be [N, D] and centers [K, D] with the same D; got {samples.shape} '
-        f'and {centers.shape}.'
+      f'samples must be [N, D] and centers [K, D] with the same D; got {samples.shape} '
+      f'and {centers.shape}.'
     )
   if len(samples) == 0 or len(centers) == 0:
-    raise ValueError(f'need at least one sample and one centre; got {samples.shape}, {centers.shape}.')
+    raise ValueError(
+      f'need at least one sample and one centre; got {samples.shape}, {centers.shape}.'
+    )
   if not std > 0:
     raise ValueError(f'std must be positive, got {std}.')
   if min_count < 1:
@@ -64,10 +66,10 @@ def gaussian_mixture_quality(
   good = np.sqrt(d2[np.arange(len(samples)), nearest]) <= num_std * std
   counts = np.bincount(nearest[good], minlength=len(centers))
   return {
-      'modes_covered': int(np.sum(counts >= min_count)),
-      'num_modes': len(centers),
-      'high_quality_fraction': float(good.mean()),
-      'mode_counts': counts,
+    'modes_covered': int(np.sum(counts >= min_count)),
+    'num_modes': len(centers),
+    'high_quality_fraction': float(good.mean()),
+    'mode_counts': counts,
   }
 
 
@@ -85,8 +87,8 @@ def stacked_mnist_modes(channel_probs: np.ndarray) -> dict:
   channel_probs = np.asarray(channel_probs)
   if channel_probs.ndim != 3 or channel_probs.shape[1:] != (3, 10) or len(channel_probs) == 0:
     raise ValueError(
-        f'channel_probs must be [N, 3, 10] (digit scores per colour channel); got '
-        f'{channel_probs.shape}.'
+      f'channel_probs must be [N, 3, 10] (digit scores per colour channel); got '
+      f'{channel_probs.shape}.'
     )
   digits = np.argmax(channel_probs, axis=-1)
   modes = digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
@@ -98,7 +100,7 @@ def stacked_mnist_modes(channel_probs: np.ndarray) -> dict:
 
 
 def stacked_mnist_channel_logits(
-    images: np.ndarray, classifier: FeatureExtractor, batch_size: int | None = None
+  images: np.ndarray, classifier: FeatureExtractor, batch_size: int | None = None
 ) -> np.ndarray:
   """Classifies each colour channel of Stacked-MNIST images separately.
 
@@ -113,7 +115,7 @@ def stacked_mnist_channel_logits(
   """
   if getattr(images, 'ndim', None) != 4 or images.shape[-1] != 3:
     raise ValueError(
-        f'Stacked-MNIST images must be [N, H, W, 3]; got {getattr(images, "shape", None)}.'
+      f'Stacked-MNIST images must be [N, H, W, 3]; got {getattr(images, "shape", None)}.'
     )
   n, h, w, _ = images.shape
   per_channel = np.moveaxis(np.asarray(images), -1, 1).reshape(n * 3, h, w, 1)

@@ -42,12 +42,12 @@ class ReferenceStats:
 
 
 def compute_reference(
-    extractor: FeatureExtractor,
-    images: np.ndarray,
-    split: str,
-    *,
-    keep_features: bool = True,
-    batch_size: int | None = None,
+  extractor: FeatureExtractor,
+  images: np.ndarray,
+  split: str,
+  *,
+  keep_features: bool = True,
+  batch_size: int | None = None,
 ) -> ReferenceStats:
   """Extracts features of real images and fits their statistics.
 
@@ -63,10 +63,10 @@ def compute_reference(
   features = extractor(images, batch_size)['features']
   mu, sigma = feature_statistics(features)
   return ReferenceStats(
-      mu=mu,
-      sigma=sigma,
-      features=features.astype(np.float32) if keep_features else None,
-      protocol={'extractor': extractor.name, 'n_real': int(len(features)), 'reference_split': split},
+    mu=mu,
+    sigma=sigma,
+    features=features.astype(np.float32) if keep_features else None,
+    protocol={'extractor': extractor.name, 'n_real': int(len(features)), 'reference_split': split},
   )
 
 
@@ -89,12 +89,12 @@ def load_reference(path: str | os.PathLike) -> ReferenceStats:
     missing = {'mu', 'sigma', 'protocol'} - set(f.files)
     if missing:
       raise ValueError(
-          f'{path} is not a jaxgan reference file (missing {sorted(missing)}); '
-          'create it with jaxgan.metrics.save_reference.'
+        f'{path} is not a jaxgan reference file (missing {sorted(missing)}); '
+        'create it with jaxgan.metrics.save_reference.'
       )
     return ReferenceStats(
-        mu=np.asarray(f['mu'], np.float64),
-        sigma=np.asarray(f['sigma'], np.float64),
-        features=f['features'] if 'features' in f.files else None,
-        protocol=json.loads(str(f['protocol'])),
+      mu=np.asarray(f['mu'], np.float64),
+      sigma=np.asarray(f['sigma'], np.float64),
+      features=f['features'] if 'features' in f.files else None,
+      protocol=json.loads(str(f['protocol'])),
     )

@@ -84,11 +84,22 @@ D_ARCH = {
 REFERENCE_CONFIGS = {
   # DiffAugment-biggan-cifar scripts and the DDST BigGAN-C10 run (BigGAN-PyTorch defaults).
   'cifar': dict(
-    resolution=32, width=64, latent_dim=128, shared_dim=0, hier=False, attention=(), init_style='N02'
+    resolution=32,
+    width=64,
+    latent_dim=128,
+    shared_dim=0,
+    hier=False,
+    attention=(),
+    init_style='N02',
   ),
   # BigGAN-PyTorch launch_BigGAN_bs256x8.sh (ImageNet 128x128).
   'imagenet128': dict(
-    resolution=128, width=96, latent_dim=120, shared_dim=128, hier=True, attention=(64,),
+    resolution=128,
+    width=96,
+    latent_dim=120,
+    shared_dim=128,
+    hier=True,
+    attention=(64,),
     init_style='ortho',
   ),
 }
@@ -310,7 +321,9 @@ class BigGANGenerator(nn.Module):
     Returns:
       ``[B, resolution, resolution, channels]``.
     """
-    ch = _check_common(self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator')
+    ch = _check_common(
+      self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator'
+    )
     if z.ndim != 2:
       raise ValueError(f'BigGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
     check_labels(y, self.num_classes, z.shape[0], 'BigGANGenerator')
@@ -358,7 +371,9 @@ class BigGANGenerator(nn.Module):
       )(h, conds[i], train)
       res *= 2
       if res in self.attention:
-        h = SelfAttention(self.spectral, self.init_style, self.dtype, name=f'attention{i}')(h, train)
+        h = SelfAttention(self.spectral, self.init_style, self.dtype, name=f'attention{i}')(
+          h, train
+        )
     h = ConditionalBatchNorm(
       momentum=self.bn_momentum, epsilon=TORCH_EPS, dtype=self.dtype, name='out_bn'
     )(h, None, train)
@@ -428,7 +443,9 @@ class BigGANDiscriminator(nn.Module):
       )(h, train)
       res = res // 2 if down else res
       if res in self.attention:
-        h = SelfAttention(self.spectral, self.init_style, self.dtype, name=f'attention{i}')(h, train)
+        h = SelfAttention(self.spectral, self.init_style, self.dtype, name=f'attention{i}')(
+          h, train
+        )
     h = jnp.sum(nn.relu(h), axis=(1, 2))
     h = self.perturb('features', h)
     return ProjectionHead(

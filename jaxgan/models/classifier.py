@@ -62,8 +62,8 @@ class LeNet5(nn.Module):
     del train
     if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[1] not in _FIRST_CONV_PADDING:
       raise ValueError(
-          f'LeNet5 takes images [B, 28, 28, C] or [B, 32, 32, C]; got shape {x.shape}. '
-          'Resize or pad the images to one of these sizes.'
+        f'LeNet5 takes images [B, 28, 28, C] or [B, 32, 32, C]; got shape {x.shape}. '
+        'Resize or pad the images to one of these sizes.'
       )
     pad = _FIRST_CONV_PADDING[x.shape[1]]
     if pad:

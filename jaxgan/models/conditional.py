@@ -193,8 +193,6 @@ class ProjectionHead(nn.Module):
     if self.num_classes > 0:
       if y is None:
         raise ValueError(f'ProjectionHead(num_classes={self.num_classes}) needs labels y [B].')
-      embed = nn.Embed(
-        self.num_classes, h.shape[-1], embedding_init=self.kernel_init, name='embed'
-      )
+      embed = nn.Embed(self.num_classes, h.shape[-1], embedding_init=self.kernel_init, name='embed')
       out = out + jnp.sum(spectral_norm(embed, self.spectral, train)(y).astype(h.dtype) * h, -1)
     return out.astype(jnp.float32)

@@ -220,9 +220,7 @@ def _conv(x: Array, kernel: Array, *, up: int = 1, down: int = 1) -> Array:
     x = upfirdn2d(x, pad=(2, 2))
     return jax.lax.conv_general_dilated(x, kernel, (2, 2), 'VALID', dimension_numbers=_DN)
   p = k // 2
-  return jax.lax.conv_general_dilated(
-    x, kernel, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN
-  )
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
 
 
 # ----------------------------------------------------------------------------
@@ -254,7 +252,9 @@ class EqualizedDense(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     if self.activation not in ('linear', 'lrelu'):
-      raise ValueError(f"EqualizedDense.activation must be 'linear' or 'lrelu', got {self.activation!r}.")
+      raise ValueError(
+        f"EqualizedDense.activation must be 'linear' or 'lrelu', got {self.activation!r}."
+      )
     fan_in = x.shape[-1]
     kernel = self.param(
       'kernel', nn.initializers.normal(1.0 / self.lr_mul), (fan_in, self.features)
@@ -740,9 +740,7 @@ class StyleGAN2Discriminator(nn.Module):
       return EqualizedDense(1, name='b4_out')(h)[:, 0].astype(jnp.float32)
     cmap_dim = c4 if self.cmap_dim is None else self.cmap_dim
     out = EqualizedDense(cmap_dim, name='b4_out')(h)
-    cmap = MappingNetwork(
-      cmap_dim, self.mapping_layers, self.num_classes, name='mapping'
-    )(None, y)
+    cmap = MappingNetwork(cmap_dim, self.mapping_layers, self.num_classes, name='mapping')(None, y)
     return (jnp.sum(out * cmap, axis=1) / math.sqrt(cmap_dim)).astype(jnp.float32)
 
 
@@ -843,9 +841,7 @@ def lazy_term(step: Array, interval: int, fn: Callable[[], Array]) -> Array:
   """
   if interval < 1:
     raise ValueError(f'lazy_term interval must be >= 1, got {interval}.')
-  return jax.lax.cond(
-    jnp.asarray(step) % interval == 0, fn, lambda: jnp.zeros((), jnp.float32)
-  )
+  return jax.lax.cond(jnp.asarray(step) % interval == 0, fn, lambda: jnp.zeros((), jnp.float32))
 
 
 def lazy_adam_hparams(
