@@ -32,6 +32,7 @@ import optax
 from jaxgan import distill
 from jaxgan.game import make_apply
 from jaxgan.metrics import mnist as mnist_metrics
+from jaxgan.metrics.classifier_training import classifier_accuracy
 from jaxgan.models.classifier import LeNet5Half
 from jaxgan.state import create_state
 
@@ -128,9 +129,7 @@ def train(args, schedule, teacher_module, teacher_params, test):
   t0 = time.perf_counter()
   compiled = step.lower(state).compile()
   compile_s = time.perf_counter() - t0
-  accuracy = lambda st: mnist_metrics.classifier_accuracy(
-    student, st.d.params, test['image'], test['label']
-  )
+  accuracy = lambda st: classifier_accuracy(student, st.d.params, test['image'], test['label'])
   curve, train_s = [], 0.0
   for i in range(args.iters):
     t0 = time.perf_counter()
@@ -185,9 +184,7 @@ def main(argv=None) -> dict:
     args.data_dir, variant='lenet5', log=print
   )
   _, test = mnist_metrics.load_mnist_splits(args.data_dir)
-  teacher_acc = mnist_metrics.classifier_accuracy(
-    teacher_module, teacher_params, test['image'], test['label']
-  )
+  teacher_acc = classifier_accuracy(teacher_module, teacher_params, test['image'], test['label'])
   print(f'teacher LeNet-5 (sha256 {meta["sha256"][:12]}): test accuracy {teacher_acc:.4f}')
 
   results = {'config': vars(args), 'teacher_accuracy': teacher_acc, 'runs': []}

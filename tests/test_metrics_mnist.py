@@ -87,7 +87,7 @@ def test_train_classifier_learns(splits):
   assert info['test_accuracy'] > 0.85, info
   assert info['n_train'] == 1000 and info['epochs'] == 3
   # Independent check of the reported accuracy.
-  logits = LeNet5().apply({'params': params}, jnp.asarray(test['image']))
+  logits = jax.jit(LeNet5().apply)({'params': params}, jnp.asarray(test['image']))
   assert info['test_accuracy'] == pytest.approx(
     float(np.mean(np.argmax(logits, -1) == test['label']))
   )
@@ -132,8 +132,8 @@ def test_cache_trains_once_then_loads(tmp_path, splits, monkeypatch):
   assert extractor.name == f'mnist_lenet5@{meta["sha256"][:12]}'
   out = extractor(small[1]['image'][:7], batch_size=4)
   assert out['features'].shape == (7, 84) and out['logits'].shape == (7, 10)
-  feats, logits = module.apply(
-    {'params': params}, small[1]['image'][:7], method=module.features_and_logits
+  feats, logits = jax.jit(lambda v, x: module.apply(v, x, method=module.features_and_logits))(
+    {'params': params}, small[1]['image'][:7]
   )
   np.testing.assert_allclose(out['features'], feats, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['logits'], logits, rtol=1e-5, atol=1e-5)

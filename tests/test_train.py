@@ -173,3 +173,21 @@ def test_quickstart_config_is_valid():
 
   train.run_setup.validate_config(quickstart.get_config())
   train.run_setup.validate_config(default.get_config())
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  import jax
+  import jax.numpy as jnp
+
+  cfg = toy2d.get_config()
+  cfg.precision, cfg.toy_points, cfg.eval_samples = 'bfloat16', 1024, 0
+  run = train.run_setup.build_run(cfg)
+  assert run.g_module.dtype == jnp.bfloat16 and run.d_module.dtype == jnp.bfloat16
+  state = run.init_state(jax.random.PRNGKey(0))
+  assert {x.dtype for x in jax.tree.leaves(state.g.params)} == {jnp.dtype('float32')}
+  assert {
+    x.dtype for x in jax.tree.leaves(state.d.opt_state) if jnp.issubdtype(x.dtype, jnp.floating)
+  } == {jnp.dtype('float32')}
+  with pytest.raises(ValueError, match="config.precision='float16' is invalid"):
+    cfg.precision = 'float16'
+    train.run_setup.validate_config(cfg)

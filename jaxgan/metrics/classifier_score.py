@@ -10,7 +10,6 @@ Computed in float64 numpy.
 from __future__ import annotations
 
 import numpy as np
-import scipy.special
 
 
 def inception_score(
@@ -31,7 +30,9 @@ def inception_score(
   if (probs is None) == (logits is None):
     raise ValueError('pass exactly one of probs=[N, K] or logits=[N, K].')
   if logits is not None:
-    log_p = scipy.special.log_softmax(np.asarray(logits, np.float64), axis=1)
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
   else:
     probs = np.asarray(probs, np.float64)
     if probs.ndim == 2 and (np.any(probs < 0) or not np.allclose(probs.sum(1), 1.0, atol=1e-4)):
