@@ -3,18 +3,24 @@
 Teacher: the project's LeNet-5 trained on the offline MNIST-5k train split
 (``jaxgan.metrics.mnist.mnist_classifier``, cached; trained once if missing).
 Student: the half-width LeNet-5, trained without data from a DFAD generator
-(``jaxgan.distill.DFADGenerator``). Both schedules run the same number of
+(``jaxgan.distill.DFADGenerator``). Every schedule runs the same number of
 iterations (one iteration = one G update) from the same initialization; the
 student's top-1 accuracy on the 1,000 MNIST-5k test images and the wall-clock
-are printed for each, then the per-iteration time of both steps measured
+are printed for each, then the per-iteration time of every step measured
 interleaved (median), as jaxgan measures speed.
+
+Schedules (``--schedules``): ``two_stage:K`` is DFAD's (K student updates on
+detached samples, then one G update); ``one_stage:K`` makes K - 1 such student
+updates and then one shared pass that updates the student and G together
+(``one_stage:1``, every update shared, is OSGAN's form).
 
 Reference settings (``DFAD_mnist.py``): batch 512, nz 100, student SGD 0.01
 (momentum 0.9, weight decay 1e-4), G Adam 1e-3, 5 student updates per G update,
 40 x 50 iterations. The defaults here are smaller so a run takes minutes on a
 shared CPU.
 
-Run: ``/work/venv/bin/python experiments/dfad_mnist.py [--iters 300] [--json out.json]``.
+Run: ``/work/venv/bin/python experiments/dfad_mnist.py [--iters 300]
+[--schedules two_stage:5,one_stage:1,one_stage:5] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -62,7 +68,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     action='store_true',
     help='end G at tanh ([-1, 1]) instead of the reference affine-free BatchNorm',
   )
-  p.add_argument('--schedules', default='two_stage,one_stage')
+  p.add_argument(
+    '--schedules',
+    default='two_stage,one_stage',
+    help='comma list of two_stage / one_stage, each optionally :K for K student updates per '
+    'G update (default K: --student-steps / --one-stage-student-steps), e.g. '
+    'two_stage:5,one_stage:1,one_stage:5',
+  )
   p.add_argument('--eval-every', type=int, default=50)
   p.add_argument('--bench-rounds', type=int, default=20, help='interleaved timing rounds (0: skip)')
   p.add_argument('--seed', type=int, default=0)
@@ -80,14 +92,30 @@ def parse_args(argv=None) -> argparse.Namespace:
   ):
     if getattr(args, name) < 1:
       raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}.')
-  unknown = set(args.schedules.split(',')) - {'two_stage', 'one_stage'}
-  if unknown:
-    raise SystemExit(f'--schedules: unknown {sorted(unknown)}; use two_stage and/or one_stage.')
+  args.runs = parse_schedules(args)
   return args
 
 
-def build(args, teacher_module, teacher_params, schedule: str):
-  """The jitted step and the initial state of one schedule (same init for both)."""
+def parse_schedules(args) -> list[tuple[str, str, int]]:
+  """``--schedules`` -> ``[(label, 'two_stage' | 'one_stage', k)]``."""
+  default_k = {'two_stage': args.student_steps, 'one_stage': args.one_stage_student_steps}
+  runs = []
+  for entry in args.schedules.split(','):
+    name, _, k = entry.partition(':')
+    if name not in default_k or (k and (not k.isdigit() or int(k) < 1)):
+      raise SystemExit(
+        f'--schedules: bad entry {entry!r}; use two_stage or one_stage, optionally with :K '
+        '(K >= 1), e.g. two_stage:5,one_stage:1.'
+      )
+    k = int(k) if k else default_k[name]
+    runs.append((f'{name}:{k}', name, k))
+  if len({label for label, _, _ in runs}) != len(runs):
+    raise SystemExit(f'--schedules: repeated entry in {args.schedules!r}.')
+  return runs
+
+
+def build(args, teacher_module, teacher_params, schedule: str, k: int):
+  """The jitted step and the initial state of one schedule (the same init for all)."""
   generator = distill.DFADGenerator(
     ngf=args.ngf, channels=1, image_size=IMAGE_SHAPE[0], output_norm=not args.no_output_norm
   )
@@ -107,9 +135,9 @@ def build(args, teacher_module, teacher_params, schedule: str):
     use_ema=False,
   )
   if schedule == 'two_stage':
-    builder, k = distill.two_stage_distill_step, args.student_steps
+    builder = distill.two_stage_distill_step
   else:
-    builder, k = distill.one_stage_distill_step, args.one_stage_student_steps
+    builder = distill.one_stage_distill_step
   step = builder(
     make_apply(generator),
     make_apply(student),
@@ -124,8 +152,8 @@ def build(args, teacher_module, teacher_params, schedule: str):
   return jax.jit(step, donate_argnums=0), state, student
 
 
-def train(args, schedule, teacher_module, teacher_params, test):
-  step, state, student = build(args, teacher_module, teacher_params, schedule)
+def train(args, label, schedule, k, teacher_module, teacher_params, test):
+  step, state, student = build(args, teacher_module, teacher_params, schedule, k)
   t0 = time.perf_counter()
   compiled = step.lower(state).compile()
   compile_s = time.perf_counter() - t0
@@ -140,12 +168,12 @@ def train(args, schedule, teacher_module, teacher_params, test):
       acc = accuracy(state)
       curve.append((i + 1, acc))
       print(
-        f'  [{schedule}] iter {i + 1:5d}  L {float(metrics["distill/student_loss"]):.4f}  '
+        f'  [{label}] iter {i + 1:5d}  L {float(metrics["distill/student_loss"]):.4f}  '
         f'student acc {acc:.4f}  train {train_s:.1f}s',
         flush=True,
       )
   result = {
-    'schedule': schedule,
+    'schedule': label,
     'student_updates_per_iter': int(metrics['distill/student_updates']),
     'final_accuracy': curve[-1][1],
     'best_accuracy': max(a for _, a in curve),
@@ -187,26 +215,27 @@ def main(argv=None) -> dict:
   teacher_acc = classifier_accuracy(teacher_module, teacher_params, test['image'], test['label'])
   print(f'teacher LeNet-5 (sha256 {meta["sha256"][:12]}): test accuracy {teacher_acc:.4f}')
 
-  results = {'config': vars(args), 'teacher_accuracy': teacher_acc, 'runs': []}
+  config = {key: value for key, value in vars(args).items() if key != 'runs'}
+  results = {'config': config, 'teacher_accuracy': teacher_acc, 'runs': []}
   runners = {}
-  for schedule in args.schedules.split(','):
-    print(f'{schedule}:', flush=True)
-    run, compiled, state = train(args, schedule, teacher_module, teacher_params, test)
+  for label, schedule, k in args.runs:
+    print(f'{label}:', flush=True)
+    run, compiled, state = train(args, label, schedule, k, teacher_module, teacher_params, test)
     results['runs'].append(run)
-    runners[schedule] = [compiled, state]
+    runners[label] = [compiled, state]
   if args.bench_rounds:
     results['median_iter_seconds'] = interleaved_step_times(runners, args.bench_rounds)
 
   print(f'\nDFAD MNIST, {args.iters} iterations, batch {args.batch_size}, seed {args.seed}')
   print(f'teacher accuracy {teacher_acc:.4f}')
   print(
-    f'{"schedule":<10} {"S/G":>4} {"final acc":>9} {"best acc":>9} {"train s":>8} '
+    f'{"schedule":<12} {"S/G":>4} {"final acc":>9} {"best acc":>9} {"train s":>8} '
     f'{"compile s":>9} {"median s/iter":>13}'
   )
   for run in results['runs']:
     median = results.get('median_iter_seconds', {}).get(run['schedule'], float('nan'))
     print(
-      f'{run["schedule"]:<10} {run["student_updates_per_iter"]:>4} '
+      f'{run["schedule"]:<12} {run["student_updates_per_iter"]:>4} '
       f'{run["final_accuracy"]:>9.4f} {run["best_accuracy"]:>9.4f} '
       f'{run["train_seconds"]:>8.1f} {run["compile_seconds"]:>9.1f} {median:>13.4f}'
     )

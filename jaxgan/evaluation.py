@@ -82,8 +82,7 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
   crop = 28 if tuple(image_shape) != (28, 28, 1) and image_shape[-1] == 1 else None
   if config.dataset in MNIST_LIKE:
     extractor = metrics.mnist_extractor(data_dir)
-    train = jdata.to_float(jdata.load_arrays(config.dataset, 'train', data_dir=data_dir)['image'])
-    reference = metrics.compute_reference(extractor, train, f'{config.dataset}/train')
+    reference = metrics.mnist_reference(data_dir, 'train', extractor=extractor)  # cached .npz
 
     def evaluate_mnist(state, n):
       def sample(key, b):

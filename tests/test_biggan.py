@@ -290,7 +290,9 @@ def test_standing_statistics_average_batch_statistics():
 
 @pytest.mark.parametrize('builder', ['two_stage', 'one_stage'])
 def test_steps_run_one_iteration(builder):
-  g, d = tiny_g(), tiny_d()
+  # The one-stage run drops spectral norm (tested above) to halve its compile time on a CPU.
+  sn = builder == 'two_stage'
+  g, d = tiny_g(spectral=sn), tiny_d(spectral=sn)
   assert not d.batch_coupled
   game = Game(
     g_apply=make_apply(g),
@@ -314,4 +316,4 @@ def test_steps_run_one_iteration(builder):
   assert all(np.isfinite(float(m)) for m in metrics.values())
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.g.params, new_state.g.params)
   assert any(jax.tree.leaves(changed))
-  assert set(new_state.g.model_state) == {'batch_stats', 'spectral'}
+  assert set(new_state.g.model_state) == ({'batch_stats', 'spectral'} if sn else {'batch_stats'})

@@ -28,12 +28,43 @@ SMALL = {
 
 @functools.cache
 def _init_cached(module, shape):
-  return jax.jit(lambda x: module.init(jax.random.PRNGKey(0), x, train=False))(jnp.zeros(shape))
+  """Variables with the structure ``module.init`` gives, filled from numpy.
+
+  Compiling a jax.random draw costs about two CPU seconds with this JAX on CPU,
+  and flax's init compiles one per parameter; these tests need reasonable
+  values, not flax's init (``test_real_init`` runs one real init).
+  """
+  shapes = jax.eval_shape(
+    lambda x: module.init(jax.random.PRNGKey(0), x, train=False),
+    jax.ShapeDtypeStruct(shape, jnp.float32),
+  )
+  rng = np.random.default_rng(len(shape) + shape[-1])
+
+  def fill(path, leaf):
+    collection, name = path[0].key, path[-1].key
+    if collection == 'params' and name == 'scale':
+      value = 1.0 + 0.1 * rng.normal(size=leaf.shape)
+    elif collection == 'params':
+      fan_in = math.prod(leaf.shape[:-1]) if leaf.ndim > 1 else 10
+      value = rng.normal(size=leaf.shape) / math.sqrt(fan_in)
+    elif name == 'var' or name.endswith('/sigma'):
+      value = np.ones(leaf.shape)
+    elif name.endswith('/u'):
+      value = rng.normal(size=leaf.shape)
+    else:  # running means, perturbations
+      value = np.zeros(leaf.shape)
+    return jnp.asarray(value, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _init(module, x):
-  """Variables of ``module`` for inputs shaped like ``x`` (cached: init ignores values)."""
+  """Variables of ``module`` for inputs shaped like ``x`` (cached)."""
   return _init_cached(module, tuple(x.shape))
+
+
+def _normal(seed, shape, scale=1.0):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape) * scale, jnp.float32)
 
 
 def _split(variables):
@@ -41,19 +72,30 @@ def _split(variables):
   return {k: v for k, v in variables.items() if k != 'perturbations'}
 
 
+def test_real_init():
+  """flax's own init (the other tests fill variables from numpy)."""
+  g = models.DCGANGenerator(image_size=28, width=2, channels=1)
+  variables = g.init(jax.random.PRNGKey(0), jnp.zeros((2, NZ)), train=False)
+  assert set(variables) == {'params', 'batch_stats', 'perturbations'}
+  kernel = variables['params']['up1']['kernel']
+  assert kernel.shape == (4, 4, 8, 4)
+  assert 0.005 < float(jnp.std(kernel)) < 0.05  # N(0, 0.02)
+  assert float(jnp.max(jnp.abs(variables['params']['up1']['bias']))) == 0.0
+
+
 @pytest.mark.parametrize('name', sorted(SMALL))
 def test_shapes_ranges_and_jit(name):
   kwargs, shape = SMALL[name]
   g, d = models.get_models(name, image_shape=shape, latent_dim=NZ, **kwargs)
-  z = jax.random.normal(jax.random.PRNGKey(1), (3, NZ))
+  z = _normal(1, (3, NZ))
+  gv = _split(_init(g, z))
+  dv = _split(_init(d, jnp.zeros((3, *shape))))
 
   @jax.jit
   def run(z):
-    gv = g.init(jax.random.PRNGKey(2), z, train=False)
-    x, _ = make_apply(g)(_split(gv), z, train=True)
-    dv = d.init(jax.random.PRNGKey(3), x, train=False)
-    logits, _ = make_apply(d)(_split(dv), x, train=True)
-    logits_eval, _ = make_apply(d)(_split(dv), x, train=False)
+    x, _ = make_apply(g)(gv, z, train=True)
+    logits, _ = make_apply(d)(dv, x, train=True)
+    logits_eval, _ = make_apply(d)(dv, x, train=False)
     return x, logits, logits_eval
 
   x, logits, logits_eval = run(z)
@@ -148,7 +190,7 @@ def test_mlp_param_counts():
 
 
 def test_fast_and_stock_upsampling_agree_in_values_and_gradients():
-  z = jax.random.normal(jax.random.PRNGKey(0), (4, NZ))
+  z = _normal(0, (4, NZ))
   fast = models.DCGANGenerator(image_size=32, width=4)
   stock = models.DCGANGenerator(image_size=32, width=4, upsample='stock')
   variables = _split(_init(fast, z))
@@ -165,7 +207,7 @@ def test_fast_and_stock_upsampling_agree_in_values_and_gradients():
 
 def test_generator_batchnorm_train_and_eval_modes():
   g = models.DCGANGenerator(image_size=28, width=4, channels=1)
-  z = jax.random.normal(jax.random.PRNGKey(0), (6, NZ))
+  z = _normal(0, (6, NZ))
   variables = _split(_init(g, z))
   apply = jax.jit(make_apply(g), static_argnames='train')
   x_train, new = apply(variables, z, train=True)
@@ -191,7 +233,7 @@ D_CASES = [
 @pytest.mark.parametrize('name,kwargs,shape', D_CASES)
 def test_batch_coupled_flag_matches_behaviour(name, kwargs, shape):
   _, d = models.get_models(name, **{f'd_{k}': v for k, v in kwargs.items()})
-  x = jax.random.normal(jax.random.PRNGKey(0), (5, *shape))
+  x = _normal(0, (5, *shape))
   variables = _split(_init(d, x))
 
   @jax.jit
@@ -255,11 +297,11 @@ def test_generator_feature_hook(name):
   kwargs, shape = SMALL[name]
   bias_path, feat_shape, _, _ = HOOKS[name]
   g, _ = models.get_models(name, image_shape=shape, **kwargs)
-  z = jax.random.normal(jax.random.PRNGKey(0), (3, NZ))
+  z = _normal(0, (3, NZ))
   full = _init(g, z)
   assert full['perturbations']['features'].shape == (3, *feat_shape)  # (a) init works
   variables = _split(full)
-  delta = jax.random.normal(jax.random.PRNGKey(1), feat_shape)  # same for every sample
+  delta = _normal(1, feat_shape)  # same for every sample
   bias = _get(variables['params'], bias_path)
   if bias.size != delta.size:  # Project4x4 has a per-channel bias: per-channel delta
     delta = delta[0, 0]
@@ -301,11 +343,11 @@ def test_discriminator_feature_hook(name, norm):
   else:
     kwargs = {**kwargs, 'norm': norm}
   _, d = models.get_models(name, image_shape=shape, **kwargs)
-  x = jax.random.uniform(jax.random.PRNGKey(0), (3, *shape), minval=-1, maxval=1)
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, *shape)), jnp.float32)
   full = _init(d, x)
   assert full['perturbations']['features'].shape == (3, *feat_shape)
   variables = _split(full)
-  delta = jax.random.normal(jax.random.PRNGKey(1), (3, *feat_shape))
+  delta = _normal(1, (3, *feat_shape))
 
   @jax.jit
   def outputs():

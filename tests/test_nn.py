@@ -49,6 +49,10 @@ def np_conv2d(x_nchw, w, stride, padding, bias=None):
   return out
 
 
+def _normal(seed, shape):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
 def nhwc(a):
   return np.transpose(a, (0, 2, 3, 1))
 
@@ -127,7 +131,7 @@ def test_second_order_reverse_mode_matches_reference():
 
 
 def test_module_is_interchangeable_with_flax_conv_transpose():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 6, 7))
+  x = _normal(0, (2, 5, 6, 7))
   stock = nn.ConvTranspose(9, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))
   variables = jax.jit(stock.init)(jax.random.PRNGKey(1), x)
   variables = jax.tree.map(lambda a: a + 0.1, variables)  # non-zero bias
@@ -154,8 +158,8 @@ def test_module_rejects_bad_arguments():
 
 
 def test_fast_conv_transpose_under_jit_and_bfloat16():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 4))
-  k = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 4, 32)) * 0.1
+  x = _normal(0, (2, 8, 8, 4))
+  k = _normal(1, (4, 4, 4, 32)) * 0.1
 
   def grads(fn):
     return jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) ** 2), argnums=(0, 1)))
@@ -208,10 +212,7 @@ def _run_norm(kind, x):
 
 
 def test_layer_norm_normalizes_each_sample_over_hwc():
-  x = (
-    jax.random.normal(jax.random.PRNGKey(0), (3, 4, 5, 6)) * 3
-    + jnp.arange(3.0)[:, None, None, None]
-  )
+  x = _normal(0, (3, 4, 5, 6)) * 3 + jnp.arange(3.0)[:, None, None, None]
   y = _run_norm('layer', x)
   np.testing.assert_allclose(jnp.mean(y, axis=(1, 2, 3)), 0.0, atol=1e-5)
   np.testing.assert_allclose(jnp.var(y, axis=(1, 2, 3)), 1.0, atol=1e-3)
@@ -221,14 +222,14 @@ def test_group_norm_uses_32_groups_or_the_largest_divisor():
   assert jnn.norms._groups(256, 32) == 32
   assert jnn.norms._groups(48, 32) == 24
   assert jnn.norms._groups(5, 32) == 5
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 64))
+  x = _normal(0, (2, 3, 3, 64))
   y = _run_norm('group', x)
   groups = y.reshape(2, 3, 3, 32, 2)
   np.testing.assert_allclose(jnp.mean(groups, axis=(1, 2, 4)), 0.0, atol=1e-5)
 
 
 def test_batch_norm_uses_pytorch_momentum_and_eps():
-  x = jax.random.normal(jax.random.PRNGKey(0), (16, 2, 2, 3)) + 2.0
+  x = _normal(0, (16, 2, 2, 3)) + 2.0
   m = _Norm('batch')
 
   @jax.jit
@@ -262,7 +263,7 @@ class _SNConv(nn.Module):
 
 
 def test_spectral_norm_top_singular_value_converges_to_one():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 4))
+  x = _normal(0, (2, 5, 5, 4))
   m = _SNConv()
   variables = m.init(jax.random.PRNGKey(1), x, train=False)
   assert set(variables) == {'params', jnn.SPECTRAL_COLLECTION}
@@ -270,7 +271,7 @@ def test_spectral_norm_top_singular_value_converges_to_one():
   variables = {**variables, 'params': {'conv': {'kernel': kernel}}}
   true_sigma = np.linalg.svd(np.asarray(kernel).reshape(-1, 6), compute_uv=False)[0]
   apply = make_apply(m)
-  probe = jax.random.normal(jax.random.PRNGKey(2), (1, 3, 3, 4))
+  probe = _normal(2, (1, 3, 3, 4))
   raw = jax.lax.conv_general_dilated(
     probe, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
   )
@@ -301,7 +302,7 @@ def test_spectral_norm_top_singular_value_converges_to_one():
 
 
 def test_spectral_norm_updates_state_only_in_train_mode():
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 4))
+  x = _normal(0, (2, 5, 5, 4))
   m = _SNConv()
   variables = m.init(jax.random.PRNGKey(1), x, train=False)
   apply = make_apply(m)

@@ -354,9 +354,7 @@ def test_steps_run_one_iteration(builder):
   tx = optax.adam(0.002, 0.0, 0.99)
   state = make_state(g, d, tx, 8, (8, 8, 3))
   assert set(state.g.model_state) == {'w_avg'}
-  batch = {
-    'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)
-  }
+  batch = {'image': jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)), jnp.float32)}
   if builder == 'two_stage':
     step = two_stage_step(game, tx, tx, ema_decay=0.999)
   else:

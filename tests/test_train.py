@@ -191,3 +191,26 @@ def test_bfloat16_compute_keeps_float32_params():
   with pytest.raises(ValueError, match="config.precision='float16' is invalid"):
     cfg.precision = 'float16'
     train.run_setup.validate_config(cfg)
+
+
+def test_quickstart_on_embedded_mnist_writes_everything_and_resumes(tmp_path):
+  from experiments.configs import quickstart
+
+  cfg = quickstart.get_config()
+  cfg.num_steps, cfg.checkpoint_every, cfg.sample_every, cfg.log_every = 2, 2, 2, 1
+  cfg.eval_samples, cfg.batch_size = 0, 16
+  cfg.model_kwargs.width = 8
+  train.train_and_evaluate(cfg, tmp_path)
+  for name in (
+    'metrics.jsonl',
+    'summary.json',
+    'samples/step_0000002.png',
+    'plots/losses.png',
+    'checkpoints/2',
+  ):
+    assert (tmp_path / name).exists(), name
+  assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
+  cfg.num_steps = 3
+  state = train.train_and_evaluate(cfg, tmp_path)
+  assert int(state.step) == 3
+  assert json.loads((tmp_path / 'summary.json').read_text())['steps_this_session'] == 1
