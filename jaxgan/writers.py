@@ -2,7 +2,7 @@
 
 * ``metrics.jsonl``: one JSON object per logged step (``{"step": ..., name: value}``);
 * TensorBoard event files (written with tensorboardX, no TensorFlow needed);
-* ``samples/step_XXXXXXX.png``: image grids from fixed latents;
+* ``samples/step_0000500.png``: image grids from fixed latents;
 * ``plots/*.png``: curves of every logged scalar at the end of the run.
 
 Only the process that should write (process 0 of a multi-host run) gets an
