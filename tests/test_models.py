@@ -202,7 +202,8 @@ def test_fast_and_stock_upsampling_agree_in_values_and_gradients():
 
     return jax.jit(jax.value_and_grad(f, has_aux=True))(variables['params'])
 
-  chex.assert_trees_all_close(loss(fast), loss(stock), rtol=2e-4, atol=2e-5)
+  # float32 across two routes; gradients reach ~5e2 here (exactness is tested in float64 in test_nn).
+  chex.assert_trees_all_close(loss(fast), loss(stock), rtol=2e-4, atol=2e-4)
 
 
 def test_generator_batchnorm_train_and_eval_modes():
