@@ -175,6 +175,7 @@ def langevin_revise(
   noise_scale: float | None = None,
   ref_sigma: float | None = None,
   clip: tuple[float, float] | None = (-1.0, 1.0),
+  unroll: int = 32,
 ) -> Array:
   """Revises ``x0`` by K Langevin steps that ascend ``f = d_logits_fn``.
 
@@ -195,6 +196,11 @@ def langevin_revise(
     noise_scale: sigma >= 0, or ``None`` for ``sigma = delta``.
     ref_sigma: s > 0 of the Gaussian reference term, or ``None``.
     clip: ``(low, high)`` applied after every step, or ``None``.
+    unroll: steps per iteration of the scan (``lax.scan(unroll=...)``). On a
+      CPU, XLA runs a convolutional D about 2x faster unrolled than inside a
+      loop, so chains of up to ``unroll`` steps are unrolled whole; longer
+      chains loop over blocks of ``unroll`` steps, which bounds compile time
+      and memory (a 2,000-step chain unrolled whole does not fit in 24 GiB).
 
   Returns:
     The revised samples, same shape and dtype as ``x0``, without gradient.
@@ -229,15 +235,18 @@ def langevin_revise(
 
   if n_steps == 0:
     return x0
+  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+    raise ValueError(f'langevin_revise: unroll must be an int >= 1, got {unroll!r} (default 32).')
+  unroll = min(unroll, n_steps)
   if not sigma:  # deterministic ascent: no key needed, none consumed
-    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=True)
+    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=unroll)
   elif key is None:
     raise ValueError(
       f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
       'noise_scale=0.0 for deterministic gradient ascent.'
     )
   else:
-    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=True)
+    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=unroll)
   return jax.lax.stop_gradient(x)
 
 

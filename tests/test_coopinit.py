@@ -146,6 +146,20 @@ def test_zero_step_and_zero_noise_is_the_identity():
     assert float(np.max(np.abs(moved - x0))) > 1e-4
 
 
+def test_unroll_does_not_change_the_chain():
+  """Whole, blockwise (7 = 3 + 3 + 1) and plain-loop chains draw the same noise and agree."""
+  x0 = RNG.uniform(-0.9, 0.9, size=(3, 2, 2, 1))
+
+  def chains(x0):
+    kw = dict(n_steps=7, step_size=0.3, key=jax.random.PRNGKey(3))
+    return [coopinit.langevin_revise(quadratic(0.2), x0, unroll=u, **kw) for u in (32, 3, 1)]
+
+  whole, blocks, loop = run64(chains, x0)
+  np.testing.assert_allclose(blocks, whole, rtol=1e-12, atol=1e-14)
+  np.testing.assert_allclose(loop, whole, rtol=1e-12, atol=1e-14)
+  assert float(np.max(np.abs(whole - x0))) > 1e-2
+
+
 def test_clip_applies_after_every_step():
   mu = np.full((1, 2, 2, 1), 5.0)
   x = np.zeros((2, 2, 2, 1))
@@ -515,6 +529,11 @@ def test_coop_step_rejects_bad_settings():
       LangevinConfig(**bad)
   with pytest.raises(ValueError, match='PRNG key'):
     coopinit.langevin_revise(quadratic(0.0), np.zeros((2, 3)), None, n_steps=2, step_size=0.1)
+  for bad_unroll in (0, True, 2.0):
+    with pytest.raises(ValueError, match='unroll'):
+      coopinit.langevin_revise(
+        quadratic(0.0), np.zeros((2, 3)), None, n_steps=2, step_size=0.1, unroll=bad_unroll
+      )
 
 
 # ----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from jaxgan.nn import (
   check_norm,
   spectral_norm,
 )
+from jaxgan.nn.dtypes import at_least_float32
 
 IMAGE_SIZES = (28, 32, 64)
 DEFAULT_WIDTH = {28: 64, 32: 64, 64: 128}
@@ -78,8 +79,8 @@ class DCGANGenerator(nn.Module):
     width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
     upsample: ``'fast'`` (:func:`jaxgan.nn.conv_transpose_4x4s2`) or ``'stock'``
       (XLA's ``lax.conv_transpose``; same params and values, for benchmarks).
-    dtype: computation dtype (``None``: float32); params stay float32 and the
-      output is float32.
+    dtype: computation dtype (``None``: float32); params stay float32; a
+      bfloat16/float16 output is returned as float32.
   """
 
   image_size: int = 32
@@ -153,7 +154,7 @@ class DCGANGenerator(nn.Module):
       h = bn_relu(h, 'project_bn')
       h = bn_relu(up(2 * d, 'up1')(h), 'up1_bn')
       h = up(self.channels, 'up2')(h)
-    return jnp.tanh(h).astype(jnp.float32)
+    return at_least_float32(jnp.tanh(h))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -167,8 +168,8 @@ class DCGANDiscriminator(nn.Module):
       'group' is OSGAN's ``dcgan_gn`` for one-stage training with asymmetric
       losses).
     negative_slope: LeakyReLU slope.
-    dtype: computation dtype (``None``: float32); params stay float32 and the
-      logits are float32.
+    dtype: computation dtype (``None``: float32); params stay float32; a
+      bfloat16/float16 logits are returned as float32.
   """
 
   image_size: int = 32
@@ -223,7 +224,7 @@ class DCGANDiscriminator(nn.Module):
     def dense_head(h):
       h = self.perturb('features', h.reshape(h.shape[0], -1))
       layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
-      return spectral_norm(layer, sn, train)(h)[:, 0].astype(jnp.float32)
+      return at_least_float32(spectral_norm(layer, sn, train)(h)[:, 0])
 
     if self.image_size == 64:
       h = conv(x, d, 4, 2, 'conv1', normalize=False)
@@ -240,7 +241,7 @@ class DCGANDiscriminator(nn.Module):
         dtype=self.dtype,
         name='head',
       )
-      return spectral_norm(head, sn, train)(h).reshape(h.shape[0]).astype(jnp.float32)
+      return at_least_float32(spectral_norm(head, sn, train)(h).reshape(h.shape[0]))
     if self.image_size == 32:
       h = conv(x, d, 3, 1, 'conv1', normalize=False)
       h = conv(h, d, 4, 2, 'conv2')

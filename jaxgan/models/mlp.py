@@ -18,9 +18,9 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxgan.nn import activation_norm, check_norm, spectral_norm
+from jaxgan.nn.dtypes import at_least_float32
 
 
 def _check_hidden(hidden: Sequence[int], where: str) -> None:
@@ -36,7 +36,7 @@ class MLPGenerator(nn.Module):
   Attributes:
     hidden: hidden layer widths.
     out_shape: shape of one sample (``(2,)`` for 2-D points).
-    dtype: computation dtype (``None``: float32); params and output float32.
+    dtype: computation dtype (``None``: float32); params float32; low-precision output cast to float32.
   """
 
   hidden: Sequence[int] = (128, 128, 128)
@@ -62,7 +62,7 @@ class MLPGenerator(nn.Module):
         h = self.perturb('features', h)
       h = nn.relu(h)
     h = nn.Dense(math.prod(out_shape), dtype=self.dtype, name='out')(h)
-    return h.reshape(z.shape[0], *out_shape).astype(jnp.float32)
+    return at_least_float32(h.reshape(z.shape[0], *out_shape))
 
 
 class MLPDiscriminator(nn.Module):
@@ -73,7 +73,7 @@ class MLPDiscriminator(nn.Module):
     norm: one of :data:`jaxgan.nn.D_NORMS`, applied after every hidden Dense
       ('group' uses up to 32 groups of units).
     negative_slope: LeakyReLU slope.
-    dtype: computation dtype (``None``: float32); params and logits float32.
+    dtype: computation dtype (``None``: float32); params float32; low-precision logits cast to float32.
   """
 
   hidden: Sequence[int] = (128, 128, 128)
@@ -101,4 +101,4 @@ class MLPDiscriminator(nn.Module):
       h = nn.leaky_relu(h, self.negative_slope)
     h = self.perturb('features', h)
     out = spectral_norm(nn.Dense(1, dtype=self.dtype, name='out'), sn, train)(h)
-    return out[:, 0].astype(jnp.float32)
+    return at_least_float32(out[:, 0])

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.nn import batch_norm, spectral_norm
+from jaxgan.nn.dtypes import at_least_float32
 
 
 def _xavier(gain: float):
@@ -138,7 +139,7 @@ class SNGANGenerator(nn.Module):
     bottom_width: spatial size after ``l1`` (4 for 32x32 images).
     channels: image channels.
     upsample_mode: 'nearest' or 'bilinear' (see module docstring).
-    dtype: computation dtype (``None``: float32); params and output float32.
+    dtype: computation dtype (``None``: float32); params float32; low-precision output cast to float32.
   """
 
   ngf: int = 256
@@ -164,7 +165,7 @@ class SNGANGenerator(nn.Module):
       h = GBlock(self.ngf, self.upsample_mode, self.dtype, name=f'block{i}')(h, train)
     h = nn.relu(batch_norm(train, 'b5', self.dtype)(h))
     h = _conv(self.channels, 3, _UNIT_INIT, 'c5', self.dtype)(h)
-    return jnp.tanh(h).astype(jnp.float32)
+    return at_least_float32(jnp.tanh(h))
 
 
 class SNGANDiscriminator(nn.Module):
@@ -173,7 +174,7 @@ class SNGANDiscriminator(nn.Module):
   Attributes:
     ndf: channels of every block.
     norm: 'spectral' (the SNGAN baseline) or 'none'.
-    dtype: computation dtype (``None``: float32); params and logits float32.
+    dtype: computation dtype (``None``: float32); params float32; low-precision logits cast to float32.
   """
 
   ndf: int = 128
@@ -203,4 +204,4 @@ class SNGANDiscriminator(nn.Module):
     h = jnp.sum(nn.relu(h), axis=(1, 2))
     h = self.perturb('features', h)
     l5 = nn.Dense(1, kernel_init=_UNIT_INIT, dtype=dt, name='l5')
-    return spectral_norm(l5, sn, train)(h)[:, 0].astype(jnp.float32)
+    return at_least_float32(spectral_norm(l5, sn, train)(h)[:, 0])

@@ -9,6 +9,7 @@
 """
 
 from jaxgan.nn import torch_weights
+from jaxgan.nn.dtypes import at_least_float32
 from jaxgan.nn.norms import (
   D_NORMS,
   SPECTRAL_COLLECTION,
@@ -30,6 +31,7 @@ __all__ = [
   'ConvTranspose4x4s2',
   'Project4x4',
   'activation_norm',
+  'at_least_float32',
   'batch_norm',
   'check_norm',
   'conv_transpose_4x4s2',

@@ -1,0 +1,1 @@
+"""Functional API guide: short scripts that call jaxgan's functions from a user's own code."""
