@@ -15,7 +15,7 @@ MNIST-shaped 28x28x1, latent 100):
 Variants are compiled first, then timed interleaved (round-robin) with
 ``block_until_ready``; the table gives medians and the sparse/dense ratio.
 
-Run: ``/work/venv/bin/python experiments/bench_sparse.py [--rounds 20] [--batch 64]``.
+Run: ``python -m experiments.bench_sparse [--rounds 20] [--batch 64]``.
 """
 
 from __future__ import annotations

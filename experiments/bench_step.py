@@ -13,7 +13,7 @@ warm-up; the table gives medians and ratios.
 ``--breakdown`` also times the pieces (G forward+backward, D forward+backward)
 in both frameworks.
 
-Run: ``/work/venv/bin/python experiments/bench_step.py [--rounds 20] [--skip-stock]``.
+Run: ``python -m experiments.bench_step [--rounds 20] [--skip-stock]``.
 """
 
 from __future__ import annotations

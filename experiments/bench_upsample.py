@@ -6,7 +6,7 @@ it (``[4, 4, in, out]``, padding ``((2, 2), (2, 2))``), and is timed on forward 
 gradients w.r.t. input and kernel. Variants run interleaved; the table gives the
 median of the rounds after warm-up and the ratio to the library's layer.
 
-Run: ``/work/venv/bin/python experiments/bench_upsample.py [--rounds 20]``.
+Run: ``python -m experiments.bench_upsample [--rounds 20]``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Reference settings (``DFAD_mnist.py``): batch 512, nz 100, student SGD 0.01
 40 x 50 iterations. The defaults here are smaller so a run takes minutes on a
 shared CPU.
 
-Run: ``/work/venv/bin/python experiments/dfad_mnist.py [--iters 300]
+Run: ``python -m experiments.dfad_mnist [--iters 300]
 [--schedules two_stage:5,one_stage:1,one_stage:5] [--json out.json]``.
 """
 

@@ -30,6 +30,7 @@ class _Spec:
   d_cls: type
   fixed: dict  # fields set by the name itself (e.g. image_size)
   shape_fields: Callable[[tuple], tuple[dict, dict]]  # image_shape -> (g fields, d fields)
+  defaults: dict = dataclasses.field(default_factory=dict)  # G fields until image_shape says
 
 
 def _square_image(size: int | None):
@@ -55,7 +56,9 @@ def _mlp_fields(shape: tuple) -> tuple[dict, dict]:
 
 
 MODELS: dict[str, _Spec] = {
-  'dcgan28': _Spec(DCGANGenerator, DCGANDiscriminator, {'image_size': 28}, _square_image(28)),
+  'dcgan28': _Spec(
+    DCGANGenerator, DCGANDiscriminator, {'image_size': 28}, _square_image(28), {'channels': 1}
+  ),  # MNIST-sized: grayscale unless image_shape says otherwise
   'dcgan32': _Spec(DCGANGenerator, DCGANDiscriminator, {'image_size': 32}, _square_image(32)),
   'dcgan64': _Spec(DCGANGenerator, DCGANDiscriminator, {'image_size': 64}, _square_image(64)),
   'sngan32': _Spec(SNGANGenerator, SNGANDiscriminator, {}, _sngan_fields),
@@ -82,6 +85,8 @@ def get_models(
     latent_dim: ``nz``; only checked (the modules infer it from their input).
     image_shape: one sample's shape ``(H, W, C)`` (``(2,)`` for 2-D points); sets
       G's output channels/shape and is checked against the architecture.
+      Without it G makes 1-channel images for 'dcgan28' (MNIST-sized) and
+      3-channel images for the other DCGAN/SNGAN names.
     dtype: computation dtype of both modules (``None``: float32).
     **kwargs: module fields; ``g_``/``d_`` prefixes target one module (module
       docstring).
@@ -96,7 +101,7 @@ def get_models(
     raise ValueError(f'latent_dim must be positive, got {latent_dim!r}.')
   spec = MODELS[name]
   g_fields, d_fields = _fields(spec.g_cls), _fields(spec.d_cls)
-  g_kw = dict(spec.fixed)
+  g_kw = {**spec.defaults, **spec.fixed}
   d_kw = {k: v for k, v in spec.fixed.items() if k in d_fields}
   if image_shape is not None:
     g_shape, d_shape = spec.shape_fields(tuple(int(n) for n in image_shape))
