@@ -83,7 +83,7 @@ class RunCheckpointer:
       raise ValueError(f'keep must be >= 1, got {keep}.')
     if best_mode not in ('min', 'max'):
       raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
-    self.workdir = Path(workdir)
+    self.workdir = Path(workdir).absolute()  # orbax needs absolute paths
     self.best_metric = best_metric
     self._last = ocp.CheckpointManager(
       self.workdir / 'checkpoints',

@@ -540,7 +540,9 @@ def switch_to_adversarial(
     d = d.replace(opt_state=_reinit_opt_state(d_tx, d.params, d.opt_state))
   ema = state.ema_params
   if reset_ema and ema is not None:
-    ema = jax.tree.map(lambda p, e: jnp.asarray(p, e.dtype), g.params, ema)
+    # A copy, not a view: run eagerly, asarray would alias G's buffers, and a step that
+    # donates its state cannot take the same buffer twice.
+    ema = jax.tree.map(lambda p, e: jnp.array(p, dtype=e.dtype, copy=True), g.params, ema)
   entry = {**entry, 'phase': jnp.asarray(PHASE_ADVERSARIAL, jnp.int32)}
   return state.replace(g=g, d=d, ema_params=ema, extra={**state.extra, EXTRA_KEY: entry})
 

@@ -186,8 +186,16 @@ class Run:
   def after_step(
     self, state: GANState, metrics: dict, step: int, batch: dict
   ) -> tuple[GANState, dict]:
-    """Slow schedules after step ``step`` (0-based): sparse prune/regrow, DDST."""
+    """Slow schedules after step ``step`` (0-based): sparse prune/regrow, DDST.
+
+    During a CoopInit phase the masks stay as they are (the masked optimizers
+    keep pruned weights at zero); prune/regrow, the BR window and the D-density
+    controller act on adversarial steps only, since the balance ratio and the
+    RigL gradients are those of the adversarial game.
+    """
     if self.sparse_config is None:
+      return state, {}
+    if self.coop_step is not None and step < self.config.coopinit.t_init:
       return state, {}
     g_grads, d_grads = self._grad_fns()
     real = batch['image'][: self.config.batch_size]

@@ -193,14 +193,18 @@ def test_bfloat16_compute_keeps_float32_params():
     train.run_setup.validate_config(cfg)
 
 
-def test_quickstart_on_embedded_mnist_writes_everything_and_resumes(tmp_path):
+def test_quickstart_on_embedded_mnist_writes_everything_and_resumes(tmp_path, monkeypatch):
+  """As the README runs it: a relative workdir (orbax itself needs absolute paths)."""
   from experiments.configs import quickstart
+
+  monkeypatch.chdir(tmp_path)
+  rel = Path('runs/quickstart')
 
   cfg = quickstart.get_config()
   cfg.num_steps, cfg.checkpoint_every, cfg.sample_every, cfg.log_every = 2, 2, 2, 1
   cfg.eval_samples, cfg.batch_size = 0, 16
   cfg.model_kwargs.width = 8
-  train.train_and_evaluate(cfg, tmp_path)
+  train.train_and_evaluate(cfg, rel)
   for name in (
     'metrics.jsonl',
     'summary.json',
@@ -208,9 +212,9 @@ def test_quickstart_on_embedded_mnist_writes_everything_and_resumes(tmp_path):
     'plots/losses.png',
     'checkpoints/2',
   ):
-    assert (tmp_path / name).exists(), name
-  assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
+    assert (rel / name).exists(), name
+  assert list((rel / 'tensorboard').glob('events.out.tfevents.*'))
   cfg.num_steps = 3
-  state = train.train_and_evaluate(cfg, tmp_path)
+  state = train.train_and_evaluate(cfg, rel)
   assert int(state.step) == 3
-  assert json.loads((tmp_path / 'summary.json').read_text())['steps_this_session'] == 1
+  assert json.loads((rel / 'summary.json').read_text())['steps_this_session'] == 1

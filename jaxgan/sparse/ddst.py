@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgan.sparse import balance
 from jaxgan.sparse.masked_optimizer import get_masks, sparse_optimizer, sparsify_state
@@ -526,8 +527,13 @@ def _sparse_logs(state):
 
 
 def sparse_logs(state: GANState) -> dict:
-  """Scalars to log: realised densities of G and D, BR and the last decision."""
-  return _sparse_logs(state)
+  """Scalars to log: realised densities of G and D, BR and the last decision.
+
+  A value not defined yet (the BR of the last decision before the first one,
+  NaN in the state) is left out rather than logged as NaN.
+  """
+  logs = jax.device_get(_sparse_logs(state))
+  return {k: v for k, v in logs.items() if np.isfinite(v)}
 
 
 def sparse_after_step(
