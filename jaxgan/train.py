@@ -64,7 +64,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   run_setup.validate_config(config)
   if config.get('distributed', False):
     parallel.initialize_distributed()
-  workdir = Path(workdir).absolute()
+  workdir = Path(workdir)
   is_writer = jax.process_index() == 0
   if is_writer:
     workdir.mkdir(parents=True, exist_ok=True)
