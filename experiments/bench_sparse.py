@@ -21,14 +21,12 @@ Run: ``python -m experiments.bench_sparse [--rounds 20] [--batch 64]``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 
 import jax
 import numpy as np
 import optax
 
+from experiments.timing import machine, timed
 from jaxgan import losses, sparse
 from jaxgan.game import Game, gaussian_latents, make_apply
 from jaxgan.models import get_models
@@ -37,12 +35,6 @@ from jaxgan.steps import two_stage_step
 
 LATENT = 100
 IMAGE = (28, 28, 1)
-
-
-def timed(fn, *args):
-  t = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - t
 
 
 def build(density: float, batch: int):
@@ -138,10 +130,7 @@ def main():
 
   n_g = sum(x.size for x in jax.tree.leaves(states['dense'].g.params))
   n_d = sum(x.size for x in jax.tree.leaves(states['dense'].d.params))
-  print(
-    f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, '
-    f'backend {jax.default_backend()}'
-  )
+  print(machine())
   print(
     f'DCGAN-28: G {n_g:,} params, D {n_d:,} params; density {args.density} (ERK), batch {args.batch}, '
     f'median of {args.rounds} interleaved rounds'

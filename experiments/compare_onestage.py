@@ -31,11 +31,17 @@ SETTINGS = {
 }
 
 
-def run_one(variant: str, seed: int, steps: int, batch: int, workdir: Path) -> dict:
-  """Trains (or reuses) one run; returns its final FID and wall-clock seconds."""
+def config(variant: str, seed: int, steps: int, batch: int):
+  """The OSGAN MNIST ``variant`` for ``steps`` iterations, evaluated once at the end."""
   cfg = osgan.get_config(variant)
   cfg.seed, cfg.num_steps, cfg.batch_size = seed, steps, batch
   cfg.eval_every, cfg.sample_every, cfg.checkpoint_every = steps, steps, steps
+  return cfg
+
+
+def run_one(variant: str, seed: int, steps: int, batch: int, workdir: Path) -> dict:
+  """Trains (or reuses) one run; returns its final FID and wall-clock seconds."""
+  cfg = config(variant, seed, steps, batch)
   summary_path = workdir / 'summary.json'
   if not summary_path.exists():
     train.train_and_evaluate(cfg, workdir)

@@ -34,9 +34,8 @@ def evaluate_workdir(
   n = samples or config.eval_samples or 1000
   config.eval_samples = n
   run = run_setup.build_run(config)
-  evaluate = evaluation.make_evaluator(
-    config, run.generate, run.game.sample_latents, run.image_shape
-  )
+  generate, sample = run.eval_functions()  # conditional runs: uniform labels with z
+  evaluate = evaluation.make_evaluator(config, generate, sample, run.image_shape)
   if evaluate is None:
     raise ValueError(
       f'no evaluator for dataset {config.dataset!r}: set inception_weights in the config '

@@ -71,7 +71,9 @@ CoopInit code, all are tunables):
 The cooperative phase uses D on raw images: ``game.d_input_transform``
 (DiffAugment) and ``game.d_perturbation`` (DAT) belong to the adversarial phase.
 Sparse masks and any other optimizer-side state act in both phases, because the
-same ``g_tx``/``d_tx`` are used.
+same ``g_tx``/``d_tx`` are used. In a class-conditional game the fakes' uniform
+labels (:func:`jaxgan.steps.fake_labels`) condition G, the Langevin chain's
+energy and D on ``x_tilde``; ``batch['label']`` conditions D on the data.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan.game import Game
+from jaxgan.game import Game, check_label_regularizers, label_kwargs
 from jaxgan.state import GANState
 from jaxgan.steps import (
   Step,
@@ -94,9 +96,12 @@ from jaxgan.steps import (
   cross_replica_mean,
   d_forward,
   d_regularization,
+  fake_labels,
   frozen_logits_fn,
   merge_model_state,
   split_dis_batches,
+  split_labels,
+  split_latents,
   step_key,
   update_ema,
   validate_common,
@@ -321,7 +326,7 @@ def _check_teach(sigma, reduction) -> None:
 
 
 def energy_fn(
-  game: Game, d_variables: dict, langevin_stats: str = 'eval'
+  game: Game, d_variables: dict, langevin_stats: str = 'eval', label: Array | None = None
 ) -> Callable[[Array], Array]:
   """D as the chain's ``x -> f [B]``: stop-gradient params, no state update.
 
@@ -330,13 +335,14 @@ def energy_fn(
     d_variables: ``{'params': ..., **model_state}`` of D.
     langevin_stats: ``'eval'`` calls D with ``train=False`` (running
       statistics); ``'batch'`` with ``train=True``, dropping the new state.
+    label: the class labels ``[B]`` of the chains (conditional games).
   """
   if langevin_stats not in LANGEVIN_STATS:
     raise ValueError(f'langevin_stats must be one of {LANGEVIN_STATS}, got {langevin_stats!r}.')
   if langevin_stats == 'batch':
-    return frozen_logits_fn(game, d_variables)
+    return frozen_logits_fn(game, d_variables, label)
   frozen = jax.lax.stop_gradient(d_variables)
-  return lambda x: game.d_apply(frozen, x, train=False)[0]
+  return lambda x: game.d_apply(frozen, x, train=False, **label_kwargs(label))[0]
 
 
 def coop_step(
@@ -378,7 +384,9 @@ def coop_step(
       so without it D's logits can drift away from the scale the adversarial
       loss expects at the switch (pitfall 5).
     n_dis: rows of ``batch['image']`` are ``n_dis * B`` (the adversarial
-      step's layout); the first ``B`` are the real batch here.
+      step's layout); the first ``B`` are the real batch here. With
+      ``batch['latent']`` (``n_dis * B`` rows per leaf) the first ``B``
+      latents replace ``game.sample_latents``.
     ema_decay: EMA decay of G's params (needs ``state.ema_params``).
     axis_name: data axis for ``pmap``/``shard_map``: gradients, new model
       states and metrics are averaged over it.
@@ -409,31 +417,42 @@ def coop_step(
       "energy gradient. Use langevin_stats='eval' (running statistics) or a D without batch "
       'statistics.'
     )
+  if use_d_regularizers:
+    check_label_regularizers(game.replace(g_regularizers=()), 'coop_step')
   chain = dataclasses.asdict(langevin)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     real = split_dis_batches(batch['image'], n_dis, where='coop_step')[0]
+    latents = split_latents(batch, n_dis, where='coop_step')
+    ys = split_labels(batch, game, n_dis, where='coop_step')
+    y_real = None if ys is None else ys[0]
     key = step_key(state)
     k_z, k_chain, k_reg = jax.random.split(key, 3)
-    z = game.sample_latents(k_z, real.shape[0])
+    if latents is None:
+      z = game.sample_latents(k_z, real.shape[0])
+    else:  # the first block of B rows, paired with the real batch used here
+      z = jax.tree.map(lambda x: x[0], latents)
+    y_fake = fake_labels(game, k_z, real.shape[0])
 
     x_hat, g_vjp, g_new_ms = jax.vjp(
-      lambda gp: game.g_apply({'params': gp, **state.g.model_state}, z, train=True),
+      lambda gp: game.g_apply(
+        {'params': gp, **state.g.model_state}, z, train=True, **label_kwargs(y_fake)
+      ),
       state.g.params,
       has_aux=True,
     )
-    f = energy_fn(game, state.d.variables, langevin_stats)
+    f = energy_fn(game, state.d.variables, langevin_stats, y_fake)
     x_tilde = langevin_revise(f, x_hat, k_chain, **chain)
 
     def d_loss_fn(d_params):
-      q, p, new_ms = d_forward(game, d_params, state.d.model_state, real, x_tilde)
+      q, p, new_ms = d_forward(game, d_params, state.d.model_state, real, x_tilde, y_real, y_fake)
       loss = ebm_d_loss(q, p)
       reg = jnp.zeros((), loss.dtype)
       if logit_penalty:
         reg = reg + logit_penalty * (jnp.mean(jnp.square(q)) + jnp.mean(jnp.square(p)))
       if use_d_regularizers:
         d_vars = {'params': d_params, **state.d.model_state}
-        reg = reg + d_regularization(game, d_vars, real, x_tilde, k_reg)
+        reg = reg + d_regularization(game, d_vars, real, x_tilde, k_reg, y_real, y_fake)
       return loss + reg, (new_ms, loss, reg, jnp.mean(q), jnp.mean(p))
 
     d_grads, (d_ms, ebm, reg, d_real, d_fake) = jax.grad(d_loss_fn, has_aux=True)(state.d.params)

@@ -59,6 +59,12 @@ Two ways to use it:
 
 Both call :func:`pgd_perturbation`.
 
+Class-conditional D. D scores each image with its class, so the real and the
+fake batch need their own logits function: the steps then pass
+``d_logits_fn`` as a pair ``(real_logits_fn, fake_logits_fn)``, each closing
+over its batch's labels, and :func:`dat_d_loss` takes ``real_label`` and
+``fake_label``. The attack is otherwise unchanged.
+
 One-stage training. The one-stage step takes D's and G's gradients from one
 backward pass of D's loss. With DAT that loss is evaluated at
 ``G(z) + delta``, with ``delta`` a constant (straight-through). The cotangent
@@ -91,6 +97,8 @@ from jaxgan.losses import GANLoss
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
+# One logits function for both batches, or (for reals, for fakes) in a conditional game.
+LogitsFns = LogitsFn | tuple[LogitsFn, LogitsFn]
 
 STEP_RULES = ('raw', 'sign', 'l2')
 NORMS = ('linf', 'l2')
@@ -281,8 +289,19 @@ def _clean_forward(d_logits_fn: LogitsFn, x: Array, name: str) -> tuple[Array, C
   return out, vjp
 
 
+def _split_logits_fns(d_logits_fn: LogitsFns) -> tuple[LogitsFn, LogitsFn]:
+  if isinstance(d_logits_fn, tuple | list):
+    if len(d_logits_fn) != 2 or not all(callable(f) for f in d_logits_fn):
+      raise ValueError(
+        'DAT: d_logits_fn must be a function x -> logits [B] or a pair (real_logits_fn, '
+        f'fake_logits_fn) of such functions, got a sequence of {len(d_logits_fn)} items.'
+      )
+    return d_logits_fn[0], d_logits_fn[1]
+  return d_logits_fn, d_logits_fn
+
+
 def pgd_perturbation(
-  d_logits_fn: LogitsFn,
+  d_logits_fn: LogitsFns,
   real: Array,
   fake: Array,
   config: DATConfig | None = None,
@@ -295,7 +314,9 @@ def pgd_perturbation(
   fixed over the ``steps`` iterations.
 
   Args:
-    d_logits_fn: ``x [B, ...] -> logits [B]``, D with frozen statistics.
+    d_logits_fn: ``x [B, ...] -> logits [B]``, D with frozen statistics, or
+      a pair ``(for_real, for_fake)`` of such functions (conditional D: each
+      closes over its batch's labels).
     real: real batch ``[B, H, W, C]`` in ``config.value_range``.
     fake: fake batch ``[B', H, W, C]`` (any ``B'``).
     config: the attack; ``None`` is :class:`DATConfig` ``()``, the reference.
@@ -312,22 +333,23 @@ def pgd_perturbation(
   _check_batch(fake, 'fake')
   if cfg.random_start and key is None:
     raise ValueError('DAT random_start=True needs a PRNG key: pass key=jax.random.PRNGKey(...).')
+  real_fn, fake_fn = _split_logits_fns(d_logits_fn)
   real = jax.lax.stop_gradient(real)
   fake = jax.lax.stop_gradient(fake)
-  first_r = _clean_forward(d_logits_fn, real, 'real')
-  first_f = _clean_forward(d_logits_fn, fake, 'fake')
+  first_r = _clean_forward(real_fn, real, 'real')
+  first_f = _clean_forward(fake_fn, fake, 'fake')
   m_r = jnp.mean(first_r[0])
   m_f = jnp.mean(first_f[0])
   k_real = k_fake = None
   if cfg.random_start:
     k_real, k_fake = jax.random.split(key)
-  fake_adv = _attack(d_logits_fn, fake, first_f, m_r, cfg.clamp_fake, k_fake, cfg)
-  real_adv = _attack(d_logits_fn, real, first_r, m_f, cfg.clamp_real, k_real, cfg)
+  fake_adv = _attack(fake_fn, fake, first_f, m_r, cfg.clamp_fake, k_fake, cfg)
+  real_adv = _attack(real_fn, real, first_r, m_f, cfg.clamp_real, k_real, cfg)
   return jax.lax.stop_gradient(real_adv), jax.lax.stop_gradient(fake_adv)
 
 
 def reference_perturbation(
-  d_logits_fn: LogitsFn,
+  d_logits_fn: LogitsFns,
   real: Array,
   fake: Array,
   *,
@@ -375,12 +397,13 @@ def make_dat_perturbation(config: DATConfig | None = None, **kwargs) -> DPerturb
   return perturb
 
 
-def _frozen_logits(d_apply: ApplyFn, d_variables: dict) -> LogitsFn:
+def _frozen_logits(d_apply: ApplyFn, d_variables: dict, label: Array | None = None) -> LogitsFn:
   """D with stop-gradient variables, batch statistics used but not stored."""
   frozen = jax.lax.stop_gradient(d_variables)
+  kw = {} if label is None else {'label': label}
 
   def logits(x):
-    out, _ = d_apply(frozen, x, train=True)
+    out, _ = d_apply(frozen, x, train=True, **kw)
     return out
 
   return logits
@@ -397,6 +420,8 @@ def dat_d_loss(
   *,
   mix: float = 0.0,
   detach_fake: bool = True,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
 ) -> tuple[Array, dict]:
   """D's GAN loss under DAT: the attack, then the final D forwards.
 
@@ -421,6 +446,8 @@ def dat_d_loss(
       reference). With ``False``, the gradient with respect to ``fake`` is
       D's loss gradient at the perturbed fakes, with the perturbation held
       constant (one-stage training; see the module docstring).
+    real_label: int labels ``[B]`` of the reals (conditional D only).
+    fake_label: int labels ``[B]`` of the fakes (conditional D only).
 
   Returns:
     ``(loss, new_model_state)``: a scalar, and the non-param collections of
@@ -437,19 +464,33 @@ def dat_d_loss(
   real = jax.lax.stop_gradient(real)
   if detach_fake:
     fake = jax.lax.stop_gradient(fake)
-  real_adv, fake_adv = pgd_perturbation(_frozen_logits(d_apply, d_variables), real, fake, cfg, key)
+  if (real_label is None) != (fake_label is None):
+    raise ValueError(
+      'dat_d_loss: pass both real_label and fake_label (conditional D) or neither, got '
+      f'real_label={"None" if real_label is None else "given"}, '
+      f'fake_label={"None" if fake_label is None else "given"}.'
+    )
+  kw_r = {} if real_label is None else {'label': real_label}
+  kw_f = {} if fake_label is None else {'label': fake_label}
+  logits_fns = _frozen_logits(d_apply, d_variables)
+  if real_label is not None:
+    logits_fns = (
+      _frozen_logits(d_apply, d_variables, real_label),
+      _frozen_logits(d_apply, d_variables, fake_label),
+    )
+  real_adv, fake_adv = pgd_perturbation(logits_fns, real, fake, cfg, key)
   real_in = real + jax.lax.stop_gradient(real_adv - real)
   fake_in = fake + jax.lax.stop_gradient(fake_adv - fake)
 
   params = d_variables['params']
   state = {k: v for k, v in d_variables.items() if k != 'params'}
-  q, new = d_apply({'params': params, **state}, real_in, train=True)
+  q, new = d_apply({'params': params, **state}, real_in, train=True, **kw_r)
   state = {**state, **new}
-  p, new = d_apply({'params': params, **state}, fake_in, train=True)
+  p, new = d_apply({'params': params, **state}, fake_in, train=True, **kw_f)
   state = {**state, **new}
   total = loss.d_loss(q, p)
   if mix > 0.0:
-    q_clean, _ = d_apply(d_variables, real, train=True)
-    p_clean, _ = d_apply(d_variables, fake, train=True)
+    q_clean, _ = d_apply(d_variables, real, train=True, **kw_r)
+    p_clean, _ = d_apply(d_variables, fake, train=True, **kw_f)
     total = (1.0 - mix) * total + mix * loss.d_loss(q_clean, p_clean)
   return total, state

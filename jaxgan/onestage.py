@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan.game import Game
+from jaxgan.game import Game, check_label_regularizers, label_kwargs
 from jaxgan.state import GANState
 from jaxgan.steps import (
   Step,
@@ -49,10 +49,13 @@ from jaxgan.steps import (
   cross_replica_mean,
   d_inputs,
   d_regularization,
+  fake_labels,
   frozen_logits_fn,
   g_regularization,
   merge_model_state,
   split_dis_batches,
+  split_labels,
+  split_latents,
   step_key,
   update_ema,
   validate_common,
@@ -140,6 +143,9 @@ def one_stage_step(
     weight_clip: clamp D's params to ``[-c, c]`` after the update (WGAN).
     measure_balance: also report the DDST balance triple.
 
+  With ``batch['latent']`` (pytree of ``[B, ...]`` leaves) G's input and the
+  ``g_regularizers``' ``z`` come from the batch instead of ``game.sample_latents``.
+
   Returns:
     ``step(state, batch) -> (state, metrics)``. Metrics include
     ``onestage/gamma_mean`` and ``onestage/gamma_dropped``, the number of
@@ -148,6 +154,7 @@ def one_stage_step(
   """
   validate_common(1, ema_decay, weight_clip)
   mode = resolve_mode(game, mode)
+  check_label_regularizers(game, 'one_stage_step')
   loss = game.loss
   d_real_grad = jax.vmap(jax.grad(loss.d_real))
   d_fake_grad = jax.vmap(jax.grad(loss.d_fake))
@@ -155,15 +162,24 @@ def one_stage_step(
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     real = split_dis_batches(batch['image'], 1, where='one_stage_step')[0]
+    latents = split_latents(batch, 1, where='one_stage_step')
+    ys = split_labels(batch, game, 1, where='one_stage_step')
+    y_real = None if ys is None else ys[0]
     b = real.shape[0]
     key = step_key(state, axis_name)
     k_z, k_in, k_dreg, k_greg, k_bal = jax.random.split(key, 5)
-    z = game.sample_latents(k_z, b)
+    if latents is None:
+      z = game.sample_latents(k_z, b)
+    else:
+      z = jax.tree.map(lambda x: x[0], latents)
+    y_fake = fake_labels(game, k_z, b)
     d_params, d_ms = state.d.params, state.d.model_state
 
     # One G forward.
     fake, g_vjp, g_new_ms = jax.vjp(
-      lambda gp: game.g_apply({'params': gp, **state.g.model_state}, z, train=True),
+      lambda gp: game.g_apply(
+        {'params': gp, **state.g.model_state}, z, train=True, **label_kwargs(y_fake)
+      ),
       state.g.params,
       has_aux=True,
     )
@@ -171,10 +187,10 @@ def one_stage_step(
     # One D forward on real and fake (two calls, statistics threaded).
     def d_fwd(dp, xf):
       d_vars = {'params': dp, **d_ms}
-      _, _, real_in, fake_in = d_inputs(game, d_vars, real, xf, k_in)
-      q, ms = game.d_apply(d_vars, real_in, train=True)
+      _, _, real_in, fake_in = d_inputs(game, d_vars, real, xf, k_in, y_real, y_fake)
+      q, ms = game.d_apply(d_vars, real_in, train=True, **label_kwargs(y_real))
       ms = merge_model_state(d_ms, ms)
-      p, ms2 = game.d_apply({'params': dp, **ms}, fake_in, train=True)
+      p, ms2 = game.d_apply({'params': dp, **ms}, fake_in, train=True, **label_kwargs(y_fake))
       return (q, p), merge_model_state(ms, ms2)
 
     (q, p), d_vjp, d_new_ms = jax.vjp(d_fwd, d_params, fake, has_aux=True)
@@ -186,7 +202,7 @@ def one_stage_step(
 
     if game.d_perturbation is not None:
       # DAT: G's cotangent at the clean fakes (module docstring).
-      d_logits = frozen_logits_fn(game, {'params': d_params, **d_ms})
+      d_logits = frozen_logits_fn(game, {'params': d_params, **d_ms}, y_fake)
       p_g, clean_vjp = jax.vjp(lambda xf: d_logits(augment_inputs(game, real, xf, k_in)[1]), fake)
       (ct_g,) = clean_vjp(g_fake_grad(p_g) / b)
       gamma = loss.gamma(p_g)
@@ -218,7 +234,9 @@ def one_stage_step(
     if game.d_regularizers:
       real_aug, fake_aug = augment_inputs(game, real, jax.lax.stop_gradient(fake), k_in)
       d_reg, reg_grads = jax.value_and_grad(
-        lambda dp: d_regularization(game, {'params': dp, **d_ms}, real_aug, fake_aug, k_dreg)
+        lambda dp: d_regularization(
+          game, {'params': dp, **d_ms}, real_aug, fake_aug, k_dreg, y_real, y_fake
+        )
       )(d_params)
       d_grads = jax.tree.map(jnp.add, d_grads, reg_grads)
     g_reg = jnp.zeros((), jnp.float32)
@@ -226,7 +244,7 @@ def one_stage_step(
       frozen_d = jax.lax.stop_gradient(d_vars)
       g_reg, reg_grads = jax.value_and_grad(
         lambda gp: g_regularization(
-          game, {'params': gp, **state.g.model_state}, frozen_d, z, k_greg
+          game, {'params': gp, **state.g.model_state}, frozen_d, z, k_greg, y_fake
         )
       )(state.g.params)
       g_grads = jax.tree.map(jnp.add, g_grads, reg_grads)
@@ -254,7 +272,9 @@ def one_stage_step(
       ema_params=update_ema(state.ema_params, g_player, ema_decay),
     )
     if measure_balance:
-      triple = balance_triple(game, new_state, z, real, k_bal, fake_pre=fake)
+      triple = balance_triple(
+        game, new_state, z, real, k_bal, fake_pre=fake, real_label=y_real, fake_label=y_fake
+      )
       metrics.update(cross_replica_mean(triple, axis_name))
     return new_state, metrics
 

@@ -62,7 +62,11 @@ class GANState:
 
 
 def init_player(
-  module_init, key: jax.Array, example_input: jax.Array, tx: optax.GradientTransformation
+  module_init,
+  key: jax.Array,
+  example_input: jax.Array,
+  tx: optax.GradientTransformation,
+  example_label: jax.Array | None = None,
 ) -> Player:
   """Initializes a Flax module and its optimizer state.
 
@@ -71,11 +75,12 @@ def init_player(
     key: PRNG key.
     example_input: an input batch of the right shape (values unused).
     tx: the player's optimizer.
+    example_label: int labels ``[B]`` for a class-conditional module (passed
+      as its second argument), else ``None``.
   """
   params_key, dropout_key = jax.random.split(key)
-  variables = module_init(
-    {'params': params_key, 'dropout': dropout_key}, example_input, train=False
-  )
+  args = (example_input,) if example_label is None else (example_input, example_label)
+  variables = module_init({'params': params_key, 'dropout': dropout_key}, *args, train=False)
   variables = dict(variables)
   params = variables.pop('params')
   variables.pop('perturbations', None)  # AdvAug hooks: inputs, not state
@@ -93,6 +98,8 @@ def create_state(
   image_shape: tuple[int, int, int],
   use_ema: bool = True,
   extra: dict | None = None,
+  num_classes: int = 0,
+  g_input_shape: tuple[int, ...] | None = None,
 ) -> GANState:
   """Builds a fresh :class:`GANState` for Flax Linen G and D.
 
@@ -105,14 +112,20 @@ def create_state(
     image_shape: ``(H, W, C)``; ``(D,)`` for D-dimensional toy data.
     use_ema: keep an EMA copy of G's params (initialized to G's params).
     extra: initial technique state.
+    num_classes: ``K > 0`` for class-conditional G and D (initialized with
+      labels, as :class:`jaxgan.game.Game` ``num_classes``).
+    g_input_shape: the shape of one input of G (default ``(latent_dim,)``), e.g.
+      ``image_shape`` for an image-to-image G; ``latent_dim`` is then unused.
   """
-  if latent_dim <= 0:
+  if g_input_shape is None and latent_dim <= 0:
     raise ValueError(f'latent_dim must be positive, got {latent_dim}.')
   if len(image_shape) not in (1, 3):
     raise ValueError(f'image_shape must be (H, W, C) (or (D,) for points), got {image_shape!r}.')
   g_key, d_key, run_key = jax.random.split(key, 3)
-  g = init_player(g_module.init, g_key, jnp.zeros((2, latent_dim), jnp.float32), g_tx)
-  d = init_player(d_module.init, d_key, jnp.zeros((2, *image_shape), jnp.float32), d_tx)
+  y = jnp.zeros((2,), jnp.int32) if num_classes > 0 else None
+  g_example = jnp.zeros((2, *(g_input_shape or (latent_dim,))), jnp.float32)
+  g = init_player(g_module.init, g_key, g_example, g_tx, y)
+  d = init_player(d_module.init, d_key, jnp.zeros((2, *image_shape), jnp.float32), d_tx, y)
   ema = jax.tree.map(jnp.copy, g.params) if use_ema else None
   return GANState(
     step=jnp.zeros((), jnp.int32),

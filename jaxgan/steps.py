@@ -6,6 +6,12 @@ of ``B`` per D update); ``metrics`` is a flat dict of scalars.
 
 Each step draws its randomness from ``fold_in(state.rng, state.step)``, so a
 resumed run draws the same numbers as an uninterrupted one.
+
+Class-conditional games (``game.num_classes > 0``): ``batch['label']`` holds
+the ``n_dis * B`` int labels of the real images and goes to D with them; each
+fake batch gets uniform labels drawn from ``fold_in`` of its latent key
+(:func:`fake_labels`), given to G and to D with the fakes. Unconditional games
+draw no labels and pass none, so their steps are unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import sparse
-from jaxgan.game import Game
+from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
 from jaxgan.state import GANState, Player
 
 Array = jax.Array
@@ -90,19 +96,62 @@ def merge_model_state(old: dict, new: dict) -> dict:
   return {**old, **new}
 
 
-def frozen_logits_fn(game: Game, d_variables: dict) -> Callable[[Array], Array]:
+def frozen_logits_fn(
+  game: Game, d_variables: dict, label: Array | None = None
+) -> Callable[[Array], Array]:
   """D as ``x -> logits`` with stop-gradient params and statistics not stored.
 
   Batch statistics are used (train mode) but the updated collections are
-  dropped, as attacks and Langevin chains need.
+  dropped, as attacks and Langevin chains need. ``label`` (``[B]``,
+  conditional games) is the class of every ``x`` the function is called on.
   """
   frozen = jax.lax.stop_gradient(d_variables)
 
   def logits(x):
-    out, _ = game.d_apply(frozen, x, train=True)
+    out, _ = game.d_apply(frozen, x, train=True, **label_kwargs(label))
     return out
 
   return logits
+
+
+# fold_in constant deriving a fake batch's label key from its latent key: the
+# unconditional key splits stay exactly as they were.
+_LABEL_FOLD = 0x1ABE1
+
+
+def fake_labels(game: Game, z_key: Array, n: int) -> Array | None:
+  """Uniform fake labels ``[n]`` for the latents drawn with ``z_key`` (``None`` if unconditional)."""
+  if not game.conditional:
+    return None
+  return sample_labels(game, jax.random.fold_in(z_key, _LABEL_FOLD), n)
+
+
+def split_labels(batch: dict, game: Game, n_dis: int, *, where: str) -> Array | None:
+  """``batch['label']`` ``[n_dis * B] -> [n_dis, B]`` int32 for a conditional game.
+
+  Returns ``None`` for an unconditional game (a ``'label'`` entry is then
+  ignored, as before).
+
+  Raises:
+    ValueError: (at trace time) a conditional game without integer labels
+      ``[n_dis * B]`` in the batch.
+  """
+  if not game.conditional:
+    return None
+  rows = batch['image'].shape[0]
+  if 'label' not in batch:
+    raise ValueError(
+      f'{where}: the game is conditional (num_classes={game.num_classes}) but the batch has no '
+      f'"label" entry; feed batch["label"] int32 [{rows}] with the real images\' classes, or '
+      'use models with num_classes=0.'
+    )
+  y = batch['label']
+  if tuple(jnp.shape(y)) != (rows,) or not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+    raise ValueError(
+      f'{where}: batch["label"] must be integers of shape [{rows}] (one per image row), got '
+      f'shape {tuple(jnp.shape(y))} and dtype {jnp.result_type(y)}.'
+    )
+  return jnp.asarray(y, jnp.int32).reshape(n_dis, rows // n_dis)
 
 
 def augment_inputs(game: Game, real: Array, fake: Array, key: Array) -> tuple[Array, Array]:
@@ -117,50 +166,86 @@ def augment_inputs(game: Game, real: Array, fake: Array, key: Array) -> tuple[Ar
   return game.d_input_transform(real, k_real), game.d_input_transform(fake, k_fake)
 
 
-def d_inputs(game: Game, d_variables: dict, real: Array, fake: Array, key: Array):
+def d_inputs(
+  game: Game,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+):
   """What D sees in its own loss: transformed, then (DAT) perturbed inputs.
 
   Returns ``(real_aug, fake_aug, real_in, fake_in)``: the transformed inputs
   and the inputs of D's loss (equal unless ``game.d_perturbation`` is set).
   Gradients flow to ``real``/``fake`` through the transform, never through the
   perturbation's construction. Regularizers and auxiliary terms take the
-  unperturbed ``*_aug`` inputs.
+  unperturbed ``*_aug`` inputs. In a conditional game the perturbation gets
+  the pair of logits functions of the real and the fake labels.
   """
   real_aug, fake_aug = augment_inputs(game, real, fake, key)
   real_in, fake_in = real_aug, fake_aug
   if game.d_perturbation is not None:
     k_pert = jax.random.split(key, 3)[2]
-    real_adv, fake_adv = game.d_perturbation(
-      frozen_logits_fn(game, d_variables), real_aug, fake_aug, k_pert
-    )
+    logits_fn = frozen_logits_fn(game, d_variables)
+    if game.conditional:
+      logits_fn = (
+        frozen_logits_fn(game, d_variables, real_label),
+        frozen_logits_fn(game, d_variables, fake_label),
+      )
+    real_adv, fake_adv = game.d_perturbation(logits_fn, real_aug, fake_aug, k_pert)
     real_in = real_aug + jax.lax.stop_gradient(real_adv - real_aug)
     fake_in = fake_aug + jax.lax.stop_gradient(fake_adv - fake_aug)
   return real_aug, fake_aug, real_in, fake_in
 
 
-def d_forward(game: Game, d_params, d_model_state, real_in, fake_in):
-  """D on real then fake (two calls, statistics threaded). Returns q, p, state."""
-  q, ms = game.d_apply({'params': d_params, **d_model_state}, real_in, train=True)
+def d_forward(
+  game: Game, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
+):
+  """D on real then fake (two calls, statistics threaded). Returns q, p, state.
+
+  ``real_label``/``fake_label``: the labels ``[B]`` of a conditional game.
+  """
+  q, ms = game.d_apply(
+    {'params': d_params, **d_model_state}, real_in, train=True, **label_kwargs(real_label)
+  )
   ms = merge_model_state(d_model_state, ms)
-  p, ms2 = game.d_apply({'params': d_params, **ms}, fake_in, train=True)
+  p, ms2 = game.d_apply({'params': d_params, **ms}, fake_in, train=True, **label_kwargs(fake_label))
   return q, p, merge_model_state(ms, ms2)
 
 
-def d_regularization(game: Game, d_variables: dict, real: Array, fake: Array, key: Array) -> Array:
-  """Sum of the game's D regularizers (zero when there are none)."""
+def d_regularization(
+  game: Game,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+) -> Array:
+  """Sum of the game's D regularizers (zero when there are none).
+
+  A conditional game calls each with ``real_label=``/``fake_label=`` too.
+  """
+  kw = dict(real_label=real_label, fake_label=fake_label) if game.conditional else {}
   total = jnp.zeros((), jnp.float32)
   for i, reg in enumerate(game.d_regularizers):
-    total = total + reg(d_variables, real, fake, jax.random.fold_in(key, i))
+    total = total + reg(d_variables, real, fake, jax.random.fold_in(key, i), **kw)
   return total
 
 
 def g_regularization(
-  game: Game, g_variables: dict, d_variables: dict, z: Array, key: Array
+  game: Game, g_variables: dict, d_variables: dict, z: Array, key: Array, label=None
 ) -> Array:
-  """Sum of the game's G regularizers (zero when there are none)."""
+  """Sum of the game's G regularizers (zero when there are none).
+
+  A conditional game calls each with ``label=`` (the fake labels of ``z``).
+  """
+  kw = dict(label=label) if game.conditional else {}
   total = jnp.zeros((), jnp.float32)
   for i, reg in enumerate(game.g_regularizers):
-    total = total + reg(g_variables, d_variables, z, jax.random.fold_in(key, i))
+    total = total + reg(g_variables, d_variables, z, jax.random.fold_in(key, i), **kw)
   return total
 
 
@@ -192,6 +277,36 @@ def split_dis_batches(images: Array, n_dis: int, *, where: str) -> Array:
   return images.reshape(n_dis, images.shape[0] // n_dis, *images.shape[1:])
 
 
+def split_latents(batch: dict, n_dis: int, *, where: str) -> PyTree | None:
+  """``batch['latent']`` split like the images, ``[n_dis * B, ...] -> [n_dis, B, ...]``.
+
+  ``batch['latent']`` (optional) is any pytree whose leaves have the image
+  batch's leading size ``n_dis * B``; when present the steps feed it to G
+  instead of ``game.sample_latents`` (e.g. source images of a translation G).
+
+  Returns:
+    ``None`` when the batch has no ``'latent'`` entry, else the pytree with
+    every leaf reshaped to ``[n_dis, B, ...]``.
+
+  Raises:
+    ValueError: (at trace time) a leaf without the image batch's leading size.
+  """
+  if 'latent' not in batch:
+    return None
+  rows = batch['image'].shape[0]
+  leaves = jax.tree.leaves(batch['latent'])
+  if not leaves:
+    raise ValueError(f'{where}: batch["latent"] has no arrays; drop the entry or fill it.')
+  for path, leaf in jax.tree_util.tree_leaves_with_path(batch['latent']):
+    if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != rows:
+      raise ValueError(
+        f'{where}: batch["latent"]{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)} but '
+        f'batch["image"] has {rows} rows; every latent leaf needs the same leading size '
+        f'(n_dis * B = {rows}), one latent per image row.'
+      )
+  return jax.tree.map(lambda x: x.reshape(n_dis, rows // n_dis, *x.shape[1:]), batch['latent'])
+
+
 def balance_triple(
   game: Game,
   state_after: GANState,
@@ -201,6 +316,8 @@ def balance_triple(
   *,
   df: Array | None = None,
   fake_pre: Array | None = None,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
 ) -> dict:
   """The DDST balance-ratio measurements with D after its update (ddst.md §1).
 
@@ -208,9 +325,11 @@ def balance_triple(
   D(G_pre(z)) (given, when G's loss forward already went through the updated
   D, else computed from ``fake_pre`` = G_pre(z)), ``gf`` = mean D(G_post(z)) on
   the same ``z``, ``dr`` = mean D(last real batch); no gradients, statistics
-  not stored.
+  not stored. ``real_label``/``fake_label``: the labels of the last real
+  batch and of ``z`` in a conditional game.
   """
-  d_logits = frozen_logits_fn(game, state_after.d.variables)
+  d_logits = frozen_logits_fn(game, state_after.d.variables, fake_label)
+  d_logits_real = frozen_logits_fn(game, state_after.d.variables, real_label)
   k_fake, k_real, k_pre = jax.random.split(key, 3)
   if df is None:
     pre = jax.lax.stop_gradient(fake_pre)
@@ -218,7 +337,7 @@ def balance_triple(
       pre = game.d_input_transform(pre, k_pre)
     df = jnp.mean(d_logits(pre))
   g_vars = jax.lax.stop_gradient(state_after.g.variables)
-  fake_post, _ = game.g_apply(g_vars, z, train=True)
+  fake_post, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(fake_label))
   fake_in, real_in = fake_post, last_real
   if game.d_input_transform is not None:
     fake_in = game.d_input_transform(fake_in, k_fake)
@@ -226,7 +345,7 @@ def balance_triple(
   return {
     'balance/df': df,
     'balance/gf': jnp.mean(d_logits(fake_in)),
-    'balance/dr': jnp.mean(d_logits(real_in)),
+    'balance/dr': jnp.mean(d_logits_real(real_in)),
   }
 
 
@@ -265,6 +384,11 @@ def two_stage_step(
     g_tx: G's optimizer; ``d_tx``: D's.
     n_dis: D updates per G update; ``batch['image']`` must hold
       ``n_dis * B`` rows.
+
+  With ``batch['latent']`` (a pytree of ``[n_dis * B, ...]`` leaves, see
+  :func:`split_latents`) G's inputs come from the batch instead of
+  ``game.sample_latents``: the ``k``-th D update uses the ``k``-th block of
+  ``B`` rows, and G's update (and its ``g_regularizers``) the last block.
     ema_decay: EMA decay of G's params (needs ``state.ema_params``).
     axis_name: when called under ``pmap``/``shard_map``, the data axis over
       which gradients, statistics and metrics are averaged.
@@ -276,14 +400,15 @@ def two_stage_step(
     ``step(state, batch) -> (state, metrics)``.
   """
   validate_common(n_dis, ema_decay, weight_clip)
+  check_label_regularizers(game, 'two_stage_step')
   loss = game.loss
 
-  def d_loss_fn(d_params, d_model_state, real, fake, key):
+  def d_loss_fn(d_params, d_model_state, real, fake, key, y_real=None, y_fake=None):
     k_in, k_reg = jax.random.split(key)
     d_vars = {'params': d_params, **d_model_state}
-    real_aug, fake_aug, real_in, fake_in = d_inputs(game, d_vars, real, fake, k_in)
-    q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in)
-    reg = d_regularization(game, d_vars, real_aug, fake_aug, k_reg)
+    real_aug, fake_aug, real_in, fake_in = d_inputs(game, d_vars, real, fake, k_in, y_real, y_fake)
+    q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in, y_real, y_fake)
+    reg = d_regularization(game, d_vars, real_aug, fake_aug, k_reg, y_real, y_fake)
     adv = loss.d_loss(q, p)
     return adv + reg, (
       new_ms,
@@ -292,25 +417,29 @@ def two_stage_step(
 
   def d_update(carry, inputs):
     d_player, g_vars = carry
-    real, key = inputs
+    real, key, z, y_real = inputs
     k_z, k_loss = jax.random.split(key)
-    z = game.sample_latents(k_z, real.shape[0])
-    fake, _ = game.g_apply(g_vars, z, train=True)
+    if z is None:
+      z = game.sample_latents(k_z, real.shape[0])
+    y_fake = fake_labels(game, k_z, real.shape[0])
+    fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y_fake))
     fake = jax.lax.stop_gradient(fake)
     grads, (new_ms, m) = jax.grad(d_loss_fn, has_aux=True)(
-      d_player.params, d_player.model_state, real, fake, k_loss
+      d_player.params, d_player.model_state, real, fake, k_loss, y_real, y_fake
     )
     grads, new_ms, m = cross_replica_mean((grads, new_ms, m), axis_name)
     d_player = apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=weight_clip)
     return (d_player, g_vars), m
 
-  def g_loss_fn(g_params, g_model_state, d_vars, z, key):
+  def g_loss_fn(g_params, g_model_state, d_vars, z, key, y=None):
     k_aug, k_reg = jax.random.split(key)
-    fake, new_ms = game.g_apply({'params': g_params, **g_model_state}, z, train=True)
+    fake, new_ms = game.g_apply(
+      {'params': g_params, **g_model_state}, z, train=True, **label_kwargs(y)
+    )
     fake_in = fake if game.d_input_transform is None else game.d_input_transform(fake, k_aug)
-    p, _ = game.d_apply(d_vars, fake_in, train=True)
+    p, _ = game.d_apply(d_vars, fake_in, train=True, **label_kwargs(y))
     g_vars = {'params': g_params, **g_model_state}
-    reg = g_regularization(game, g_vars, d_vars, z, k_reg)
+    reg = g_regularization(game, g_vars, d_vars, z, k_reg, y)
     adv = loss.g_loss(p)
     return adv + reg, (
       merge_model_state(g_model_state, new_ms),
@@ -319,20 +448,28 @@ def two_stage_step(
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     reals = split_dis_batches(batch['image'], n_dis, where='two_stage_step')
+    latents = split_latents(batch, n_dis, where='two_stage_step')
+    ys = split_labels(batch, game, n_dis, where='two_stage_step')
     key = step_key(state, axis_name)
     k_d, k_z, k_g, k_bal = jax.random.split(key, 4)
     g_vars = jax.lax.stop_gradient(state.g.variables)
     # A Python loop, not lax.scan: XLA on CPU runs convolutions inside a while
     # loop far slower (the DCGAN-28 step took 100 s instead of 2 s here), and n_dis is small.
     carry = (state.d, g_vars)
-    for real, k in zip(reals, jax.random.split(k_d, n_dis)):
-      carry, d_metrics = d_update(carry, (real, k))
+    for i, (real, k) in enumerate(zip(reals, jax.random.split(k_d, n_dis))):
+      z_i = None if latents is None else jax.tree.map(lambda x, i=i: x[i], latents)
+      y_i = None if ys is None else ys[i]
+      carry, d_metrics = d_update(carry, (real, k, z_i, y_i))
     d_player = carry[0]
 
-    z = game.sample_latents(k_z, reals.shape[1])
+    if latents is None:
+      z = game.sample_latents(k_z, reals.shape[1])
+    else:  # the last D batch's latents (n_dis = 1: D and G see the same z, as in CUT)
+      z = jax.tree.map(lambda x: x[-1], latents)
+    y_g = fake_labels(game, k_z, reals.shape[1])
     d_vars = jax.lax.stop_gradient(d_player.variables)
     grads, (g_ms, g_metrics) = jax.grad(g_loss_fn, has_aux=True)(
-      state.g.params, state.g.model_state, d_vars, z, k_g
+      state.g.params, state.g.model_state, d_vars, z, k_g, y_g
     )
     grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), axis_name)
     g_player = apply_gradients(state.g, g_tx, grads, g_ms)
@@ -346,7 +483,16 @@ def two_stage_step(
     )
     metrics = {**d_metrics, **g_metrics}
     if measure_balance:
-      triple = balance_triple(game, new_state, z, reals[-1], k_bal, df=df)
+      triple = balance_triple(
+        game,
+        new_state,
+        z,
+        reals[-1],
+        k_bal,
+        df=df,
+        real_label=None if ys is None else ys[-1],
+        fake_label=y_g,
+      )
       metrics.update(cross_replica_mean(triple, axis_name))
     return new_state, metrics
 

@@ -108,6 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     ckpt.save(step, state, batches.get_state(), config_json)
 
   t_start = time.perf_counter()
+  eval_seconds = 0.0
   last_metrics: dict = {}
   bar = _progress(config.num_steps, start, is_writer)
   try:
@@ -145,7 +146,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         run.write_samples(state, workdir / 'samples' / f'step_{done:07d}.png')
       eval_now = config.eval_every and done % config.eval_every == 0
       if config.eval_samples and (eval_now or done == config.num_steps):
+        t_eval = time.perf_counter()
         scores = run.evaluate(state, config.eval_samples)
+        # Wall-clock of this session up to this evaluation, earlier evaluations excluded.
+        scores['train_seconds'] = round(t_eval - t_start - eval_seconds, 2)
+        eval_seconds += time.perf_counter() - t_eval
         writer.write_scalars(done, {f'eval/{k}': v for k, v in scores.items() if np.isscalar(v)})
         if is_writer:
           with open(workdir / 'eval_log.jsonl', 'a') as f:

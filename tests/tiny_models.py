@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxgan import losses
@@ -97,3 +98,21 @@ def to_f64(tree):
 def grads_from_identity_update(before, after):
   """With ``optax.identity()`` an update adds the gradient: recover it."""
   return jax.tree.map(lambda a, b: b - a, before, after)
+
+
+def init_d(d, shape, seed=0):
+  """D's variables as the training state holds them, filled with numpy draws.
+
+  Shapes come from ``jax.eval_shape`` of Flax's init (its threefry kernels are slow
+  to compile on a shared CPU); AdvAug's 'perturbations' inputs are dropped.
+  """
+  shapes = jax.eval_shape(lambda: d.init(jax.random.PRNGKey(0), jnp.zeros((2, *shape)), False))
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    if 'var' in jax.tree_util.keystr(path) or 'sigma' in jax.tree_util.keystr(path):
+      return jnp.ones(s.shape, s.dtype)
+    return jnp.asarray(0.1 * rng.standard_normal(s.shape), s.dtype)
+
+  variables = jax.tree_util.tree_map_with_path(leaf, shapes)
+  return {k: v for k, v in variables.items() if k != 'perturbations'}

@@ -60,6 +60,15 @@ def get_config():
       reset_moments=False,
     )
   )
+  # Self-supervised D terms (need a D head: model_kwargs.aux_head='rotation', 'infomax' or
+  # 'rotation+infomax'; models sngan32/dcgan*). SSGAN rotation CE on rotated reals (D) and
+  # fakes (G), rotations 'all' (4B images) or Mimicry's 'quarter' (B images); InfoMax-GAN
+  # local/global InfoNCE ('same_position' or Mimicry's 'all_positions' negatives). Weights
+  # are Mimicry's; both act on clean (not DAT-perturbed) images.
+  c.ssgan = ml_collections.ConfigDict(
+    dict(enabled=False, d_weight=1.0, g_weight=0.2, rotations='all')
+  )
+  c.infomax = ml_collections.ConfigDict(dict(enabled=False, weight=0.2, negatives='same_position'))
   # Sparse G and D: variant 'sdst' (dynamic G, static D), 'relax'/'strict' (DDST), 'static'.
   c.sparse = ml_collections.ConfigDict(
     dict(
@@ -73,9 +82,12 @@ def get_config():
       br_window=1000,
     )
   )  # d_density 0 = same as G; defaults are the reference's (ddst.md)
+  # Lottery ticket: .npz of G masks (experiments.lottery_mnist); G trains from theta0 * mask.
+  c.lottery = ml_collections.ConfigDict(dict(ticket=''))
   c.inception_weights = ''  # converted Inception-v3 weights for FID on non-MNIST data
   # Schedule of the loop.
   c.log_every = 50
+  c.monitor_lipschitz = False  # log D's input-gradient norms (jaxgan.lipschitz) at log steps
   c.sample_every = 500
   c.eval_every = 0  # 0 = only at the end if eval_samples > 0
   c.eval_samples = 1000

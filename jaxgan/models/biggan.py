@@ -513,10 +513,11 @@ def ortho_g_regularizer(strength: float = 1e-4, exclude: Sequence[str] = ('share
   if strength < 0:
     raise ValueError(f'ortho_g_regularizer strength must be >= 0, got {strength}.')
 
-  def reg(g_variables, d_variables, z, key):
-    del d_variables, z, key
+  def reg(g_variables, d_variables, z, key, label=None):
+    del d_variables, z, key, label
     return orthogonal_penalty(g_variables['params'], strength, exclude)
 
+  reg.accepts_labels = True  # labels play no part; see jaxgan.game.label_aware
   return reg
 
 

@@ -29,6 +29,14 @@ Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on the output of
 its first layer (the projection, before BN); D calls it on the input of its last
 linear layer. Without a ``'perturbations'`` collection in the variables these are
 no-ops.
+
+Self-supervised heads (:mod:`jaxgan.models.selfsup`, field ``aux_head``): D's
+global feature is the flattened vector entering its last linear layer (for 64x64,
+the flattened ``conv4`` map), its local feature map an intermediate activation:
+``conv1`` (14x14) for 28x28, ``conv4`` (8x8) for 32x32, ``conv3`` (8x8) for 64x64.
+The global InfoMax head's hidden layer has ``infomax_dim`` units (an F -> F layer
+on the flattened feature, as Mimicry's SNGAN-sized head, would be far too large).
+With the default ``aux_head='none'`` nothing changes.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models import selfsup
 from jaxgan.nn import (
   ConvTranspose4x4s2,
   Project4x4,
@@ -170,6 +179,9 @@ class DCGANDiscriminator(nn.Module):
     negative_slope: LeakyReLU slope.
     dtype: computation dtype (``None``: float32); params stay float32; a
       bfloat16/float16 logits are returned as float32.
+    aux_head: self-supervised heads, one of :data:`jaxgan.models.selfsup.AUX_HEADS`
+      ('none': the plain DCGAN D).
+    infomax_dim: size of the InfoMax projections (Mimicry's ``nrkhs``).
   """
 
   image_size: int = 32
@@ -177,6 +189,8 @@ class DCGANDiscriminator(nn.Module):
   norm: str = 'batch'
   negative_slope: float = 0.2
   dtype: Any = None
+  aux_head: str = 'none'
+  infomax_dim: int = 1024
 
   @property
   def batch_coupled(self) -> bool:
@@ -184,20 +198,25 @@ class DCGANDiscriminator(nn.Module):
     return self.norm == 'batch'
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, output: str = 'logits'):
     """Scores images.
 
     Args:
       x: images ``[B, image_size, image_size, C]``.
       train: BatchNorm uses (and updates) batch statistics; spectral norm stores
         its power-iteration state.
+      output: 'logits' (the default); 'rotation' or 'infomax' need that ``aux_head``.
 
     Returns:
-      Logits ``[B]``.
+      Logits ``[B]``; rotation logits ``[B, 4]`` for ``output='rotation'``;
+      ``(local [B, h, w, infomax_dim], global [B, infomax_dim])`` projected
+      features for ``output='infomax'`` (local map sizes in the module docstring).
     """
     _check_size(self.image_size, 'DCGANDiscriminator')
     d = _width(self.image_size, self.width, 'DCGANDiscriminator')
     check_norm(self.norm, 'DCGANDiscriminator')
+    selfsup.check_aux_head(self.aux_head, self.infomax_dim, 'DCGANDiscriminator')
+    selfsup.check_output(self.aux_head, output, 'DCGANDiscriminator')
     if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
       raise ValueError(
         f'DCGANDiscriminator(image_size={self.image_size}) expects images '
@@ -221,17 +240,36 @@ class DCGANDiscriminator(nn.Module):
         h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
       return nn.leaky_relu(h, self.negative_slope)
 
-    def dense_head(h):
+    def aux_heads(local_feat, global_feat):
+      heads = {}
+      init = self.is_initializing()
+      common = dict(spectral=sn, train=train, kernel_init=_W_INIT, dtype=self.dtype)
+      if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
+        heads['rotation'] = at_least_float32(selfsup.rotation_head(global_feat, **common))
+      if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
+        feats = selfsup.infomax_heads(
+          local_feat, global_feat, dim=self.infomax_dim, global_hidden=self.infomax_dim, **common
+        )
+        heads['infomax'] = tuple(at_least_float32(f) for f in feats)
+      return heads
+
+    def dense_head(h, local_feat):
       h = self.perturb('features', h.reshape(h.shape[0], -1))
+      heads = aux_heads(local_feat, h)
+      if output != 'logits':
+        return heads[output]
       layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
       return at_least_float32(spectral_norm(layer, sn, train)(h)[:, 0])
 
     if self.image_size == 64:
       h = conv(x, d, 4, 2, 'conv1', normalize=False)
       h = conv(h, 2 * d, 4, 2, 'conv2')
-      h = conv(h, 4 * d, 4, 2, 'conv3')
+      h = local_feat = conv(h, 4 * d, 4, 2, 'conv3')
       h = conv(h, 8 * d, 4, 2, 'conv4')
       h = self.perturb('features', h)
+      heads = aux_heads(local_feat, h.reshape(h.shape[0], -1))
+      if output != 'logits':
+        return heads[output]
       head = nn.Conv(
         1,
         (4, 4),
@@ -246,11 +284,11 @@ class DCGANDiscriminator(nn.Module):
       h = conv(x, d, 3, 1, 'conv1', normalize=False)
       h = conv(h, d, 4, 2, 'conv2')
       h = conv(h, 2 * d, 3, 1, 'conv3')
-      h = conv(h, 2 * d, 4, 2, 'conv4')
+      h = local_feat = conv(h, 2 * d, 4, 2, 'conv4')
       h = conv(h, 4 * d, 3, 1, 'conv5')
       h = conv(h, 4 * d, 4, 2, 'conv6')
       h = conv(h, 8 * d, 3, 1, 'conv7')
-      return dense_head(h)
-    h = conv(x, 2 * d, 4, 2, 'conv1', normalize=False)
+      return dense_head(h, local_feat)
+    h = local_feat = conv(x, 2 * d, 4, 2, 'conv1', normalize=False)
     h = conv(h, 4 * d, 4, 2, 'conv2')
-    return dense_head(h)
+    return dense_head(h, local_feat)

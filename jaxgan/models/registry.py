@@ -6,6 +6,13 @@ Keyword arguments go to the modules by field name: ``g_<field>`` only to G,
 ``width`` sets both DCGAN widths and ``norm`` only D's). ``latent_dim``,
 ``image_shape`` and ``dtype`` are understood for every name (the arguments the
 training loop passes).
+
+Class-conditional networks: 'biggan32', 'biggan64', 'biggan128' (BigGAN at the
+name's resolution) and 'stylegan2' (resolution from ``image_shape``) take
+``num_classes=K`` (0, the default, is unconditional) and their modules'
+fields (BigGAN ``width``, ``shared_dim``, ``hier``, ``attention``; StyleGAN2
+``channel_base``, ``channel_max``, ``mapping_layers``, ``mbstd_group_size``).
+:func:`num_classes_of` reads ``K`` back from the modules.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.biggan import BigGANDiscriminator, BigGANGenerator
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
 from jaxgan.models.sngan import SNGANDiscriminator, SNGANGenerator
+from jaxgan.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,16 @@ def _mlp_fields(shape: tuple) -> tuple[dict, dict]:
   return {'out_shape': tuple(shape)}, {}
 
 
+def _stylegan2_fields(shape: tuple) -> tuple[dict, dict]:
+  size = shape[0] if len(shape) == 3 else 0
+  if len(shape) != 3 or shape[0] != shape[1] or size < 8 or size & (size - 1):
+    raise ValueError(
+      f'image_shape must be (S, S, C) with S a power of two >= 8 for stylegan2 (tested 32..256), '
+      f'got {shape!r}; resize the data (e.g. the image-folder source) or pad it (pad_to).'
+    )
+  return {'resolution': size, 'channels': shape[2]}, {'resolution': size}
+
+
 MODELS: dict[str, _Spec] = {
   'dcgan28': _Spec(
     DCGANGenerator, DCGANDiscriminator, {'image_size': 28}, _square_image(28), {'channels': 1}
@@ -63,6 +82,10 @@ MODELS: dict[str, _Spec] = {
   'dcgan64': _Spec(DCGANGenerator, DCGANDiscriminator, {'image_size': 64}, _square_image(64)),
   'sngan32': _Spec(SNGANGenerator, SNGANDiscriminator, {}, _sngan_fields),
   'mlp': _Spec(MLPGenerator, MLPDiscriminator, {}, _mlp_fields),
+  'biggan32': _Spec(BigGANGenerator, BigGANDiscriminator, {'resolution': 32}, _square_image(32)),
+  'biggan64': _Spec(BigGANGenerator, BigGANDiscriminator, {'resolution': 64}, _square_image(64)),
+  'biggan128': _Spec(BigGANGenerator, BigGANDiscriminator, {'resolution': 128}, _square_image(128)),
+  'stylegan2': _Spec(StyleGAN2Generator, StyleGAN2Discriminator, {}, _stylegan2_fields),
 }
 
 
@@ -81,7 +104,8 @@ def get_models(
   """Builds the generator and discriminator registered under ``name``.
 
   Args:
-    name: one of :data:`MODELS` ('dcgan28', 'dcgan32', 'dcgan64', 'sngan32', 'mlp').
+    name: one of :data:`MODELS` ('dcgan28', 'dcgan32', 'dcgan64', 'sngan32', 'mlp',
+      'biggan32', 'biggan64', 'biggan128', 'stylegan2').
     latent_dim: ``nz``; only checked (the modules infer it from their input).
     image_shape: one sample's shape ``(H, W, C)`` (``(2,)`` for 2-D points); sets
       G's output channels/shape and is checked against the architecture.
@@ -130,7 +154,24 @@ def get_models(
           f'Pick the model name for that {field} instead.'
         )
       kw[field] = value
-  return spec.g_cls(**g_kw), spec.d_cls(**d_kw)
+  g, d = spec.g_cls(**g_kw), spec.d_cls(**d_kw)
+  num_classes_of(g, d)  # G and D must agree on the classes
+  return g, d
+
+
+def num_classes_of(g_module: nn.Module, d_module: nn.Module) -> int:
+  """The class count ``K`` of a (G, D) pair (0: unconditional); they must agree.
+
+  Modules without a ``num_classes`` field count as unconditional.
+  """
+  k_g = int(getattr(g_module, 'num_classes', 0) or 0)
+  k_d = int(getattr(d_module, 'num_classes', 0) or 0)
+  if k_g != k_d:
+    raise ValueError(
+      f'G is built with num_classes={k_g} but D with num_classes={k_d}; pass one unprefixed '
+      'num_classes=K so that both condition on the same classes.'
+    )
+  return k_g
 
 
 def d_is_batch_coupled(d_module: nn.Module, example_input: jax.Array | None = None) -> bool:

@@ -31,6 +31,13 @@ lottery code's l5 has none).
 Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on ``l1``'s
 output reshaped to ``[B, 4, 4, ngf]``; D on the pooled features ``[B, ndf]``
 that enter ``l5``.
+
+Self-supervised heads (:mod:`jaxgan.models.selfsup`, field ``aux_head``): as
+Mimicry's SSGAN/InfoMax-GAN 32x32 discriminators, the global feature is the
+pooled ``[B, ndf]`` vector entering ``l5`` and the local feature map is
+``block3``'s output (``[B, H/4, W/4, ndf]``, 8x8 for 32x32 images); the global
+InfoMax head's hidden layer has ``ndf`` units. With the default
+``aux_head='none'`` nothing changes.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models import selfsup
 from jaxgan.nn import batch_norm, spectral_norm
 from jaxgan.nn.dtypes import at_least_float32
 
@@ -175,11 +183,16 @@ class SNGANDiscriminator(nn.Module):
     ndf: channels of every block.
     norm: 'spectral' (the SNGAN baseline) or 'none'.
     dtype: computation dtype (``None``: float32); params float32; low-precision logits cast to float32.
+    aux_head: self-supervised heads, one of :data:`jaxgan.models.selfsup.AUX_HEADS`
+      ('none': the plain SNGAN D).
+    infomax_dim: size of the InfoMax projections (Mimicry's ``nrkhs``).
   """
 
   ndf: int = 128
   norm: str = 'spectral'
   dtype: Any = None
+  aux_head: str = 'none'
+  infomax_dim: int = 1024
 
   @property
   def batch_coupled(self) -> bool:
@@ -187,10 +200,23 @@ class SNGANDiscriminator(nn.Module):
     return False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """Scores images ``[B, H, W, C]`` (H, W even) with logits ``[B]``."""
+  def __call__(self, x: jax.Array, train: bool, output: str = 'logits'):
+    """Scores images ``[B, H, W, C]`` (H, W divisible by 4).
+
+    Args:
+      x: images ``[B, H, W, C]``.
+      train: store the spectral-norm power-iteration state.
+      output: 'logits' (the default); 'rotation' or 'infomax' need that ``aux_head``.
+
+    Returns:
+      Logits ``[B]``; rotation logits ``[B, 4]`` for ``output='rotation'``;
+      ``(local [B, H/4, W/4, infomax_dim], global [B, infomax_dim])`` projected
+      features for ``output='infomax'``.
+    """
     if self.norm not in ('spectral', 'none'):
       raise ValueError(f"SNGANDiscriminator.norm must be 'spectral' or 'none', got {self.norm!r}.")
+    selfsup.check_aux_head(self.aux_head, self.infomax_dim, 'SNGANDiscriminator')
+    selfsup.check_output(self.aux_head, output, 'SNGANDiscriminator')
     if x.ndim != 4 or x.shape[1] % 4 or x.shape[2] % 4:
       raise ValueError(
         'SNGANDiscriminator expects images [B, H, W, C] with H and W divisible by 4, '
@@ -199,9 +225,29 @@ class SNGANDiscriminator(nn.Module):
     sn, dt = self.norm == 'spectral', self.dtype
     h = DBlock(self.ndf, True, optimized=True, spectral=sn, dtype=dt, name='block1')(x, train)
     h = DBlock(self.ndf, True, spectral=sn, dtype=dt, name='block2')(h, train)
-    h = DBlock(self.ndf, False, spectral=sn, dtype=dt, name='block3')(h, train)
+    h = local_feat = DBlock(self.ndf, False, spectral=sn, dtype=dt, name='block3')(h, train)
     h = DBlock(self.ndf, False, spectral=sn, dtype=dt, name='block4')(h, train)
     h = jnp.sum(nn.relu(h), axis=(1, 2))
     h = self.perturb('features', h)
+    heads = {}
+    init = self.is_initializing()
+    if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
+      heads['rotation'] = at_least_float32(
+        selfsup.rotation_head(h, spectral=sn, train=train, kernel_init=_UNIT_INIT, dtype=dt)
+      )
+    if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
+      feats = selfsup.infomax_heads(
+        local_feat,
+        h,
+        dim=self.infomax_dim,
+        global_hidden=self.ndf,
+        spectral=sn,
+        train=train,
+        kernel_init=_UNIT_INIT,
+        dtype=dt,
+      )
+      heads['infomax'] = tuple(at_least_float32(f) for f in feats)
+    if output != 'logits':
+      return heads[output]
     l5 = nn.Dense(1, kernel_init=_UNIT_INIT, dtype=dt, name='l5')
     return at_least_float32(spectral_norm(l5, sn, train)(h)[:, 0])
