@@ -1,9 +1,10 @@
-"""Times one alternating GAN step: jaxgan (fast / stock upsampling) vs PyTorch eager.
+"""Times one alternating GAN step: jaxgan (fast / stock strided convs) vs PyTorch eager.
 
 For the MNIST DCGAN-28 and the DCGAN-32 (``jaxgan.models.dcgan``; BatchNorm D)
 at batch 64: one ``two_stage_step`` (n_dis=1, Adam(2e-4, 0.5), NS loss) with the
-library's fast transposed convolution, the same with XLA's stock
-``lax.conv_transpose``, and, when torch is installed, a hand-written PyTorch
+library's fast stride-2 convolutions (G's transposed ones and D's, whose input
+gradient is a transposed one), the same with XLA's stock ``lax.conv_transpose``
+and ``lax.conv_general_dilated``, and, when torch is installed, a hand-written PyTorch
 module mirroring the architecture running the same alternating step in eager
 mode (D on real and on a fresh no-grad fake, then G on new latents through D
 with D's weights frozen). Both frameworks start from the same weights
@@ -182,9 +183,9 @@ def make_torch_step(tg, td, nz: int, batch: int):
 # ----------------------------------------------------------------------------
 
 
-def build_jax(model: str, upsample: str, batch: int, variables=None):
+def build_jax(model: str, method: str, batch: int, variables=None):
   shape, nz = CONFIGS[model]
-  g, d = models.get_models(model, image_shape=shape, g_upsample=upsample)
+  g, d = models.get_models(model, image_shape=shape, g_upsample=method, d_downsample=method)
   game = Game(
     g_apply=make_apply(g),
     d_apply=make_apply(d),
@@ -311,7 +312,7 @@ def main():
   parser.add_argument('--rounds', type=int, default=20)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument(
-    '--skip-stock', action='store_true', help='leave out stock lax.conv_transpose'
+    '--skip-stock', action='store_true', help="leave out XLA's stock strided convolutions"
   )
   parser.add_argument('--breakdown', action='store_true', help='also time G/D forward+backward')
   args = parser.parse_args()
@@ -344,9 +345,9 @@ def main():
       variables = flax_variables_from_torch(tg, td, image_size)
       mirror = (tg, td)
     runners = {}
-    for upsample in ['fast'] + ([] if args.skip_stock else ['stock']):
-      state, step, _, _ = build_jax(model, upsample, args.batch, variables)
-      runners[f'jaxgan ({upsample} upsampling)'] = Runner(
+    for method in ['fast'] + ([] if args.skip_stock else ['stock']):
+      state, step, _, _ = build_jax(model, method, args.batch, variables)
+      runners[f'jaxgan ({method} strided convs)'] = Runner(
         state, step, {'image': jnp.asarray(real_np)}
       )
     if mirror is not None:
@@ -360,7 +361,7 @@ def main():
     for _ in range(args.rounds):
       for name, run in runners.items():
         times[name].append(timed(run))
-    base = float(np.median(times['jaxgan (fast upsampling)']))
+    base = float(np.median(times['jaxgan (fast strided convs)']))
     for name, ts in times.items():
       med = float(np.median(ts))
       rows.append((model, name, 1e3 * med, 1e3 * float(np.quantile(ts, 0.1)), med / base))

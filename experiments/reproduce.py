@@ -15,13 +15,16 @@ fixed seeds and run through the training program (``jaxgan.train.train_and_evalu
 * ``ssgan``: SSGAN (rotation self-supervision) with and without DAT, MNIST FID.
 * ``translation``: CUT on an unpaired MNIST task with and without CoopInit.
 * ``conditional``: class control of a conditional BigGAN (:mod:`experiments.conditional_mnist`).
+* ``dfad``: data-free distillation, two-stage against one-stage (:mod:`experiments.dfad_mnist`).
 
 Finished runs in ``--workdir`` are reused, so an interrupted report continues where it
 stopped. Every table in the page names the command that regenerates it. ``--quick``
 (1 seed, short runs, ``runs/reproduce_quick`` and ``runs/reproduce_quick/RESULTS.md``)
 checks the pipeline; its numbers are not the report's. The full run (3 seeds, 5 for
-CoopInit) writes ``docs/RESULTS.md`` and ``docs/results/``; its length on a 2-core CPU is
-printed at the end and written in the page.
+CoopInit) writes ``docs/RESULTS.md`` and ``docs/results/``; from scratch it trains 71 runs
+and the lottery search, about 4 hours on this 2-core CPU (the page's seconds-per-run columns
+times their seeds sum to about 13,600 s, measured on a shared machine). An invocation
+prints its own length at the end and writes it in the page.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from experiments import compare_onestage, conditional_mnist, lottery_mnist, translate_mnist
+from experiments import (
+  compare_onestage,
+  conditional_mnist,
+  dfad_mnist,
+  lottery_mnist,
+  translate_mnist,
+)
 from experiments.configs import default, ssgan, toy2d
 from jaxgan import train
 
@@ -59,10 +68,11 @@ class Scale:
   lottery_steps: int  # Stage II iterations of a ticket (or dense) run on the 10% subset
   translation_steps: int  # CUT iterations (batch 16)
   width: int  # DCGAN-28 base width
+  dfad_iters: int  # generator updates of a DFAD schedule
 
 
-FULL = Scale(3, 5, 400, 625, 2000, 300, 9, 100, 300, 150, 32)
-QUICK = Scale(1, 1, 100, 100, 500, 100, 5, 40, 100, 30, 16)
+FULL = Scale(3, 5, 400, 625, 2000, 300, 9, 100, 300, 150, 32, 300)
+QUICK = Scale(1, 1, 100, 100, 500, 100, 5, 40, 100, 30, 16, 40)
 
 
 # ----------------------------------------------------------------------------
@@ -241,12 +251,22 @@ FID_PROTOCOL = (
 
 
 def study_onestage(scale: Scale, root: Path, figdir: Path, cmd: str) -> Section:
-  def make(variant):
-    return lambda seed: compare_onestage.config(variant, seed, scale.onestage_steps, 64)
+  def make(variant, lr_d=None):
+    def cfg(seed):
+      c = compare_onestage.config(variant, seed, scale.onestage_steps, 64)
+      if lr_d is not None:
+        c.d_optimizer.lr = lr_d
+      return c
+
+    return cfg
 
   runs = run_variants(
     'onestage',
-    {'two-stage': make('asym_two_stage_mnist'), 'one-stage': make('asym_one_stage_mnist')},
+    {
+      'two-stage': make('asym_two_stage_mnist'),
+      'one-stage': make('asym_one_stage_mnist'),
+      'one-stage lr_D 2e-4': make('asym_one_stage_mnist', 2e-4),
+    },
     scale.seeds,
     root,
   )
@@ -268,23 +288,29 @@ def study_onestage(scale: Scale, root: Path, figdir: Path, cmd: str) -> Section:
   fig.savefig(figdir / 'onestage_fid_wallclock.png', dpi=90)
   plt.close(fig)
   sample_strip(figdir / 'onestage_samples.png', runs)
-  two, one = mean_of(runs['two-stage'], 'fid'), mean_of(runs['one-stage'], 'fid')
+  two = mean_of(runs['two-stage'], 'fid')
   speed = np.mean([r['steps_per_second'] for r in runs['one-stage']]) / np.mean(
     [r['steps_per_second'] for r in runs['two-stage']]
   )
+  ratios = [
+    f'{name} {mean_of(runs[name], "fid") / two:.2f} '
+    f'({"within" if mean_of(runs[name], "fid") <= 1.1 * two else "not within"} 10%)'
+    for name in runs
+    if name != 'two-stage'
+  ]
   verdict = (
     f'one-stage runs {speed:.2f}x as many iterations per second (paper: about 1.5x on GPU; '
-    f'the jit cost bound on this CPU is 4/3, see BENCHMARKS.md). FID one-/two-stage = '
-    f'{one / two:.2f} ({"within" if one <= 1.1 * two else "not within"} 10% of two-stage at '
-    'the same number of iterations; the paper reports comparable FID).'
+    f'the jit cost bound on this CPU is 4/3, see BENCHMARKS.md). FID against two-stage at '
+    f'the same number of iterations: {"; ".join(ratios)}; the paper reports comparable FID.'
   )
   return Section(
     'One-stage vs two-stage training (OSGAN, asymmetric, non-saturating loss)',
     cmd,
     f'DCGAN-28 (width 64), batch 64, {scale.onestage_steps} iterations, no EMA; two-stage '
-    'with a BatchNorm D at lr_D 2e-4, one-stage with a GroupNorm D at lr_D 5e-5 '
+    'with a BatchNorm D at lr_D 2e-4, one-stage with a GroupNorm D at the reference lr_D 5e-5 '
     '(`experiments/configs/osgan.py`; the same runs as `python -m experiments.compare_onestage '
-    f"--steps {scale.onestage_steps} --batch 64`). The plot gives each run's final FID against "
+    f'--steps {scale.onestage_steps} --batch 64`) and, to separate the learning rate from the '
+    "update rule, at two-stage's lr_D 2e-4. The plot gives each run's final FID against "
     'its wall-clock. ' + FID_PROTOCOL,
     metric_table(runs, [('MNIST FID', 'fid')], time_base='two-stage'),
     verdict,
@@ -627,6 +653,66 @@ def study_conditional(scale: Scale, root: Path, figdir: Path, cmd: str) -> Secti
   )
 
 
+DFAD_SCHEDULES = ('two_stage:5', 'one_stage:5', 'one_stage:1')
+
+
+def study_dfad(scale: Scale, root: Path, figdir: Path, cmd: str) -> Section:
+  del figdir
+  runs = []
+  for seed in range(scale.seeds):
+    out = root / 'dfad' / f'seed{seed}.json'
+    if not out.exists():
+      out.parent.mkdir(parents=True, exist_ok=True)
+      argv = ['--seed', str(seed), '--iters', str(scale.dfad_iters), '--json', str(out)]
+      dfad_mnist.main(argv + ['--schedules', ','.join(DFAD_SCHEDULES), '--bench-rounds', '10'])
+    runs.append(json.loads(out.read_text()))
+  by = {
+    label: [next(x for x in r['runs'] if x['schedule'] == label) for r in runs]
+    for label in DFAD_SCHEDULES
+  }
+  per_iter = {
+    label: np.mean([r['median_iter_seconds'][label] for r in runs]) for label in DFAD_SCHEDULES
+  }
+  lines = [
+    '| schedule | student accuracy (final) | student accuracy (best) | training seconds | '
+    'ms / iteration | time / iteration vs two_stage:5 |',
+    '|---|---|---|---|---|---|',
+  ]
+  for label in DFAD_SCHEDULES:
+    rs = by[label]
+    lines.append(
+      f'| {label} | {mean_std([100 * x["final_accuracy"] for x in rs])} | '
+      f'{mean_std([100 * x["best_accuracy"] for x in rs])} | '
+      f'{np.mean([x["train_seconds"] for x in rs]):.0f} | {1000 * per_iter[label]:.1f} | '
+      f'{per_iter[label] / per_iter["two_stage:5"]:.3f} |'
+    )
+  base = np.mean([x['final_accuracy'] for x in by['two_stage:5']])
+  gaps = {
+    label: 100 * (np.mean([x['final_accuracy'] for x in by[label]]) - base)
+    for label in DFAD_SCHEDULES[1:]
+  }
+  verdict = '; '.join(
+    f'{label} {gap:+.2f} points against two_stage:5 '
+    + ('(within 1 point)' if abs(gap) <= 1 else '(not within 1 point)')
+    for label, gap in gaps.items()
+  )
+  c = runs[0]['config']
+  return Section(
+    'Data-free distillation (DFAD): two-stage vs one-stage',
+    cmd,
+    f'`experiments/dfad_mnist.py`: teacher the LeNet-5 MNIST classifier (test accuracy '
+    f'{100 * runs[0]["teacher_accuracy"]:.2f}%), student the half-width LeNet-5 trained on '
+    f'generated images only; {c["iters"]} generator updates, batch {c["batch_size"]}, student '
+    f'SGD {c["lr_s"]} (momentum 0.9), G Adam {c["lr_g"]}, width {c["ngf"]}. `two_stage:5` is '
+    "DFAD's schedule (5 student updates per G update); `one_stage:K` makes K - 1 student updates "
+    'and one shared pass updating the student and G together. Student top-1 accuracy (%) on the '
+    f'1,000 MNIST-5k test images; mean ± sample std over {len(runs)} seeds; ms / iteration is '
+    'the median of 10 interleaved steps after training.',
+    lines,
+    verdict + '.',
+  )
+
+
 def study_translation(scale: Scale, root: Path, figdir: Path, cmd: str) -> Section:
   del figdir
   seeds = ','.join(str(s) for s in range(scale.seeds))
@@ -682,6 +768,7 @@ STUDIES = {
   'ssgan': study_ssgan,
   'conditional': study_conditional,
   'translation': study_translation,
+  'dfad': study_dfad,
 }
 
 
@@ -709,13 +796,38 @@ def main(argv=None) -> list[Section]:
     sections.append(STUDIES[name](scale, root, figdir, cmd))
     sections[-1].data['seconds'] = time.perf_counter() - t
     print(f'[{name}] done in {sections[-1].data["seconds"]:.0f} s', flush=True)
-    write_page(out, sections, scale, args.quick, time.perf_counter() - t0)
+    write_page(out, sections, scale, args.quick, time.perf_counter() - t0, bool(args.only))
   print(f'wrote {out} in {time.perf_counter() - t0:.0f} s')
   return sections
 
 
-def write_page(out: Path, sections: list[Section], scale: Scale, quick: bool, seconds: float):
+def earlier_sections(out: Path) -> dict[str, str]:
+  """Title -> markdown of the sections already in the page at ``out`` (none if absent)."""
+  if not out.exists():
+    return {}
+  parts = out.read_text().split('\n## ')[1:]
+  return {p.split('\n', 1)[0]: '## ' + p.rstrip('\n') + '\n' for p in parts}
+
+
+def write_page(
+  out: Path,
+  sections: list[Section],
+  scale: Scale,
+  quick: bool,
+  seconds: float,
+  keep_earlier: bool = False,
+):
+  """Writes the page. With ``keep_earlier`` (``--only``), the sections of an earlier
+  invocation that this one did not rerun are kept in their place, with their entries
+  in ``results.json``."""
   mode = 'quick (pipeline check)' if quick else 'full'
+  new = {s.title: s for s in sections}
+  kept = earlier_sections(out) if keep_earlier else {}
+  titles = list(kept) + [t for t in new if t not in kept]
+  json_path = out.parent / 'results' / 'results.json'
+  data = json.loads(json_path.read_text()) if json_path.exists() else {}
+  data = {t: data[t] for t in titles if t in data and t not in new}
+  data.update({s.title: {'data': s.data, 'table': s.table} for s in sections})
   lines = [
     '# jaxgan results at CPU scale',
     '',
@@ -730,13 +842,17 @@ def write_page(out: Path, sections: list[Section], scale: Scale, quick: bool, se
     '| study | minutes (this invocation) |',
     '|---|---|',
   ]
-  lines += [f'| {s.title} | {s.data["seconds"] / 60:.1f} |' for s in sections]
+  lines += [
+    f'| {t} | {new[t].data["seconds"] / 60:.1f} |'
+    if t in new
+    else f'| {t} | (kept from an earlier invocation) |'
+    for t in titles
+  ]
   lines.append('')
-  (out.parent / 'results').mkdir(parents=True, exist_ok=True)
-  out.write_text('\n'.join(lines) + '\n' + '\n'.join(s.markdown() for s in sections))
-  (out.parent / 'results' / 'results.json').write_text(
-    json.dumps({s.title: {'data': s.data, 'table': s.table} for s in sections}, indent=2)
-  )
+  body = [new[t].markdown() if t in new else kept[t] for t in titles]
+  json_path.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text('\n'.join(lines) + '\n' + '\n'.join(body))
+  json_path.write_text(json.dumps({t: data[t] for t in titles if t in data}, indent=2))
 
 
 if __name__ == '__main__':

@@ -80,7 +80,9 @@ def init_player(
   """
   params_key, dropout_key = jax.random.split(key)
   args = (example_input,) if example_label is None else (example_input, example_label)
-  variables = module_init({'params': params_key, 'dropout': dropout_key}, *args, train=False)
+  # One compiled init: run op by op, a large model's init compiles every distinct op.
+  init = jax.jit(lambda rngs, *a: module_init(rngs, *a, train=False))
+  variables = init({'params': params_key, 'dropout': dropout_key}, *args)
   variables = dict(variables)
   params = variables.pop('params')
   variables.pop('perturbations', None)  # AdvAug hooks: inputs, not state

@@ -1,4 +1,4 @@
-"""Tests of jaxgan.nn: fast transposed conv, projection, norms, spectral norm, weight import."""
+"""Tests of jaxgan.nn: fast transposed and strided convs, projection, norms, spectral norm, weight import."""
 
 from __future__ import annotations
 
@@ -171,6 +171,92 @@ def test_fast_conv_transpose_under_jit_and_bfloat16():
   chex.assert_trees_all_close(
     jax.tree.map(lambda a: a.astype(jnp.float32), g16), g_ref, rtol=0.1, atol=0.1
   )
+
+
+# --------------------------------------------------------------------------
+# conv_4x4s2 and the conv_general_dilated drop-in
+# --------------------------------------------------------------------------
+
+# (batch, H, W, in, out): the adjoint transposed conv takes its stock route
+# (small maps) and its phase route (>= 8x8 cotangent, >= 32 channels of x).
+DOWN_SHAPES = [(2, 4, 6, 3, 5), (2, 16, 16, 32, 8), (1, 2, 2, 1, 1)]
+
+
+@pytest.mark.parametrize('shape', DOWN_SHAPES)
+def test_fast_strided_conv_matches_pytorch_values_and_lax_gradients(shape):
+  b, h, w, cin, cout = shape
+  rng = np.random.default_rng(sum(shape))
+  x_nchw = rng.normal(size=(b, cin, h, w))
+  w_torch = rng.normal(size=(cout, cin, 4, 4))
+  with jax.enable_x64(True):
+    x = jnp.asarray(nhwc(x_nchw))
+    k = jnp.asarray(w_torch.transpose(2, 3, 1, 0))  # [kh, kw, in, out]
+    y = jnn.conv_4x4s2(x, k)
+    np.testing.assert_allclose(nchw(y), np_conv2d(x_nchw, w_torch, 2, 1), rtol=1e-12, atol=1e-12)
+    g = jnp.asarray(rng.normal(size=y.shape))
+    ours = jax.vjp(jnn.conv_4x4s2, x, k)[1](g)
+    ref = jax.vjp(jnn.conv_4x4s2_reference, x, k)[1](g)
+    chex.assert_trees_all_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_strided_conv_second_order_matches_reference():
+  """A gradient penalty (grad of the input gradient in the kernel) is unchanged."""
+  rng = np.random.default_rng(4)
+  with jax.enable_x64(True):
+    x = jnp.asarray(rng.normal(size=(2, 16, 16, 32)))
+    k = jnp.asarray(rng.normal(size=(4, 4, 32, 6)))
+
+    def penalty(fn):
+      def inner(x, k):
+        dx = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(x, k))))(x)
+        return jnp.sum(dx**2)
+
+      return jax.grad(inner, argnums=(0, 1))(x, k)
+
+    chex.assert_trees_all_close(
+      penalty(jnn.conv_4x4s2), penalty(jnn.conv_4x4s2_reference), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_conv_general_dilated_routes_only_the_dcgan_downsampling_geometry():
+  x = _normal(0, (2, 8, 8, 3))
+
+  def routed(features, kernel, strides, padding, x=x):
+    layer = nn.Conv(
+      features,
+      kernel,
+      strides=strides,
+      padding=padding,
+      conv_general_dilated=jnn.conv_general_dilated,
+    )
+    stock = nn.Conv(features, kernel, strides=strides, padding=padding)
+    params = stock.init(jax.random.PRNGKey(0), x)
+    chex.assert_trees_all_equal_shapes(params, layer.init(jax.random.PRNGKey(0), x))
+    np.testing.assert_allclose(layer.apply(params, x), stock.apply(params, x), rtol=1e-5, atol=1e-5)
+    return 'custom_vjp' in str(jax.make_jaxpr(lambda p: layer.apply(p, x))(params))
+
+  assert routed(5, (4, 4), (2, 2), ((1, 1), (1, 1)))
+  assert not routed(5, (3, 3), (1, 1), ((1, 1), (1, 1)))
+  assert not routed(5, (4, 4), (2, 2), 'SAME')
+  assert not routed(5, (4, 4), (1, 1), ((1, 1), (1, 1)))
+  assert not routed(5, (4, 4), (2, 2), ((1, 1), (1, 1)), x=_normal(1, (2, 7, 7, 3)))  # odd size
+
+
+def test_dcgan_discriminator_fast_and_stock_downsampling_agree():
+  from jaxgan import models
+
+  x = _normal(2, (3, 28, 28, 1))
+  _, fast = models.get_models('dcgan28', d_width=8, d_norm='layer')
+  _, stock = models.get_models('dcgan28', d_width=8, d_norm='layer', d_downsample='stock')
+  params = fast.init(jax.random.PRNGKey(0), x, train=True)
+
+  def grads(d):
+    grad = jax.grad(lambda p, x: jnp.sum(d.apply(p, x, train=True)), argnums=(0, 1))
+    return jax.jit(grad)(params, x)
+
+  chex.assert_trees_all_close(grads(fast), grads(stock), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="'fast' or 'stock'"):
+    models.get_models('dcgan28', d_downsample='slow')[1].init(jax.random.PRNGKey(0), x, train=True)
 
 
 # --------------------------------------------------------------------------

@@ -107,6 +107,22 @@ def test_reproduce_writes_a_section_with_its_command(tmp_path):
   assert 'CoopInit on the 25-Gaussian grid' in out.read_text()
 
 
+def test_reproduce_only_keeps_the_sections_it_did_not_rerun(tmp_path):
+  def section(title, value):
+    return reproduce.Section(title, 'CMD', 'protocol', [f'| {value} |'], 'v', data={'seconds': 60})
+
+  out = tmp_path / 'RESULTS.md'
+  reproduce.write_page(out, [section('A', 1), section('B', 2)], reproduce.QUICK, True, 1.0)
+  reproduce.write_page(out, [section('B', 3)], reproduce.QUICK, True, 1.0, keep_earlier=True)
+  text = out.read_text()
+  assert text.index('## A') < text.index('## B') and '| 1 |' in text and '| 3 |' in text
+  assert '| 2 |' not in text and '| A | (kept from an earlier invocation) |' in text
+  saved = json.loads((tmp_path / 'results' / 'results.json').read_text())
+  assert saved['A']['table'] == ['| 1 |'] and saved['B']['table'] == ['| 3 |']
+  reproduce.write_page(out, [section('B', 4)], reproduce.QUICK, True, 1.0)  # a full run
+  assert '## A' not in out.read_text()
+
+
 def test_benchmark_runner_reports_exit_code_and_memory():
   out, seconds, rss, code = benchmarks.run_bench('experiments.timing', [])
   assert code == 0 and out == '' and seconds > 0 and rss > 1

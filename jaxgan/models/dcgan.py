@@ -54,6 +54,7 @@ from jaxgan.nn import (
   activation_norm,
   batch_norm,
   check_norm,
+  conv_general_dilated,
   spectral_norm,
 )
 from jaxgan.nn.dtypes import at_least_float32
@@ -177,6 +178,9 @@ class DCGANDiscriminator(nn.Module):
       'group' is OSGAN's ``dcgan_gn`` for one-stage training with asymmetric
       losses).
     negative_slope: LeakyReLU slope.
+    downsample: ``'fast'`` (stride-2 convs through
+      :func:`jaxgan.nn.conv_general_dilated`, whose input gradient is fast on
+      CPU) or ``'stock'`` (XLA's; same params and values, for benchmarks).
     dtype: computation dtype (``None``: float32); params stay float32; a
       bfloat16/float16 logits are returned as float32.
     aux_head: self-supervised heads, one of :data:`jaxgan.models.selfsup.AUX_HEADS`
@@ -188,6 +192,7 @@ class DCGANDiscriminator(nn.Module):
   width: int | None = None
   norm: str = 'batch'
   negative_slope: float = 0.2
+  downsample: str = 'fast'
   dtype: Any = None
   aux_head: str = 'none'
   infomax_dim: int = 1024
@@ -222,7 +227,12 @@ class DCGANDiscriminator(nn.Module):
         f'DCGANDiscriminator(image_size={self.image_size}) expects images '
         f'[B, {self.image_size}, {self.image_size}, C], got shape {tuple(x.shape)}.'
       )
+    if self.downsample not in ('fast', 'stock'):
+      raise ValueError(
+        f"DCGANDiscriminator.downsample must be 'fast' or 'stock', got {self.downsample!r}."
+      )
     sn = self.norm == 'spectral'
+    conv_fn = conv_general_dilated if self.downsample == 'fast' else None
 
     def conv(h, features, kernel, stride, name, normalize=True, padding=1):
       layer = nn.Conv(
@@ -233,6 +243,7 @@ class DCGANDiscriminator(nn.Module):
         kernel_init=_W_INIT,
         bias_init=_B_INIT,
         dtype=self.dtype,
+        conv_general_dilated=conv_fn,
         name=name,
       )
       h = spectral_norm(layer, sn, train)(h)
