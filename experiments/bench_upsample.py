@@ -1,10 +1,12 @@
-"""Times formulations of the k4 s2 p1 transposed convolution on this CPU.
+"""Times formulations of the k4 s2 p1 transposed convolution (and its adjoint) on this CPU.
 
 Each variant computes the same map as PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)``
 (output ``2H x 2W``) with the kernel stored as flax's ``nn.ConvTranspose`` stores
 it (``[4, 4, in, out]``, padding ``((2, 2), (2, 2))``), and is timed on forward +
 gradients w.r.t. input and kernel. Variants run interleaved; the table gives the
-median of the rounds after warm-up and the ratio to the library's layer.
+median of the rounds after warm-up and the ratio to the library's layer. A second
+table times the discriminator's ``Conv2d(k=4, s=2, p=1)`` as XLA computes it against
+:func:`jaxgan.nn.conv_4x4s2` (whose input gradient is the fast transposed conv).
 
 Run: ``python -m experiments.bench_upsample [--rounds 20]``.
 """
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.nn import upsample
+from jaxgan.nn import downsample, upsample
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
@@ -145,6 +147,44 @@ def make_torch(x, k, r):
   return run
 
 
+def check_and_time(fns, ref_fn, args, rounds, torch_name, torch_fn):
+  """Compiles and checks every variant against ``ref_fn``, then times them interleaved."""
+  ref = jax.block_until_ready(ref_fn(*args))
+  errs = {}
+  for name, f in list(fns.items()):  # compile, warm up, check agreement with the reference
+    out = jax.block_until_ready(f(*args))
+    jax.block_until_ready(f(*args))
+    errs[name] = max(
+      float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
+      for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref))
+    )
+  if torch_fn is not None:
+    torch_fn()
+    fns[torch_name] = lambda *_: torch_fn()
+    errs[torch_name] = float('nan')
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, f in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(f(*args))
+      times[name].append(time.perf_counter() - t0)
+  return times, errs
+
+
+def print_table(title, times, errs, ours_name):
+  print(f'\n{title}, {len(next(iter(times.values())))} interleaved rounds after warm-up')
+  print(
+    f'{"formulation":34s} {"median ms":>10s} {"p10 ms":>8s} {"/ jaxgan":>9s} {"max rel err":>12s}'
+  )
+  ours = float(np.median(times[ours_name]))
+  for name, ts in times.items():
+    med = float(np.median(ts))
+    print(
+      f'{name:34s} {1e3 * med:10.1f} {1e3 * np.quantile(ts, 0.1):8.1f} {med / ours:9.2f} '
+      f'{errs[name]:12.1e}'
+    )
+
+
 def bench_shape(batch, size, cin, cout, rounds, skip_stock):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
@@ -154,41 +194,55 @@ def bench_shape(batch, size, cin, cout, rounds, skip_stock):
   if skip_stock:
     variants.pop('stock lax.conv_transpose')
   fns = {name: make_timed(fn) for name, fn in variants.items()}
-  ref = jax.block_until_ready(make_timed(upsample.conv_transpose_4x4s2_reference)(x, k, r))
-  errs = {}
-  for name, f in list(fns.items()):  # compile, warm up, check agreement with lax.conv_transpose
-    out = jax.block_until_ready(f(x, k, r))
-    jax.block_until_ready(f(x, k, r))
-    errs[name] = max(
-      float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
-      for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref))
-    )
+  ref_fn = make_timed(upsample.conv_transpose_4x4s2_reference)
   torch_fn = make_torch(x, k, r)
-  if torch_fn is not None:
-    torch_fn()
-    fns['PyTorch eager conv_transpose2d'] = lambda *_: torch_fn()
-    errs['PyTorch eager conv_transpose2d'] = float('nan')
-  times = {name: [] for name in fns}
-  for _ in range(rounds):
-    for name, f in fns.items():
-      t0 = time.perf_counter()
-      jax.block_until_ready(f(x, k, r))
-      times[name].append(time.perf_counter() - t0)
+  times, errs = check_and_time(
+    fns, ref_fn, (x, k, r), rounds, 'PyTorch eager conv_transpose2d', torch_fn
+  )
+  title = (
+    f'batch {batch}, {cin}->{cout}, {size}x{size} -> {2 * size}x{2 * size}, forward + dx + dkernel'
+  )
+  print_table(title, times, errs, OURS)
 
-  print(
-    f'\nbatch {batch}, {cin}->{cout}, {size}x{size} -> {2 * size}x{2 * size}, '
-    f'forward + dx + dkernel, {rounds} interleaved rounds after warm-up'
+
+def make_torch_conv(x, k, r):
+  """PyTorch eager ``Conv2d(k=4, s=2, p=1)`` forward + backward, or None without torch."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  xt = torch.tensor(np.asarray(x).transpose(0, 3, 1, 2).copy(), requires_grad=True)
+  wt = torch.tensor(np.asarray(k).transpose(3, 2, 0, 1).copy(), requires_grad=True)
+  rt = torch.tensor(np.asarray(r).transpose(0, 3, 1, 2).copy())
+
+  def run():
+    xt.grad = None
+    wt.grad = None
+    (torch.nn.functional.conv2d(xt, wt, stride=2, padding=1) * rt).sum().backward()
+    return xt.grad, wt.grad
+
+  return run
+
+
+def bench_strided(batch, size, cin, cout, rounds):
+  """The discriminator's ``Conv2d(k=4, s=2, p=1)``: XLA's against :func:`conv_4x4s2`."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(4, 4, cin, cout)) * 0.02, jnp.float32)
+  r = jnp.asarray(rng.normal(size=(batch, size // 2, size // 2, cout)), jnp.float32)
+  ours = 'jaxgan.nn.conv_4x4s2'
+  fns = {'XLA conv_general_dilated': make_timed(downsample.conv_4x4s2_reference)}
+  fns[ours] = make_timed(downsample.conv_4x4s2)
+  times, errs = check_and_time(
+    fns,
+    fns['XLA conv_general_dilated'],
+    (x, k, r),
+    rounds,
+    'PyTorch eager conv2d',
+    make_torch_conv(x, k, r),
   )
-  print(
-    f'{"formulation":34s} {"median ms":>10s} {"p10 ms":>8s} {"/ jaxgan":>9s} {"max rel err":>12s}'
-  )
-  ours = float(np.median(times[OURS]))
-  for name, ts in times.items():
-    med = float(np.median(ts))
-    print(
-      f'{name:34s} {1e3 * med:10.1f} {1e3 * np.quantile(ts, 0.1):8.1f} {med / ours:9.2f} '
-      f'{errs[name]:12.1e}'
-    )
+  title = f'batch {batch}, {cin}->{cout}, stride-2 conv {size}x{size} -> {size // 2}x{size // 2}, forward + dx + dkernel'
+  print_table(title, times, errs, ours)
 
 
 def main():
@@ -199,6 +253,11 @@ def main():
     help='BATCH,SIZE,CIN,COUT (repeatable); default: the DESIGN.md layer 64,8,256,128',
   )
   parser.add_argument('--rounds', type=int, default=20)
+  parser.add_argument(
+    '--strided-shape',
+    action='append',
+    help="BATCH,SIZE,CIN,COUT of D's stride-2 conv (repeatable); default: DCGAN-32's 64,32,64,64",
+  )
   parser.add_argument('--skip-stock', action='store_true', help='leave out lax.conv_transpose')
   args = parser.parse_args()
   shapes = args.shape or ['64,8,256,128']
@@ -209,6 +268,9 @@ def main():
   for shape in shapes:
     batch, size, cin, cout = (int(v) for v in shape.split(','))
     bench_shape(batch, size, cin, cout, args.rounds, args.skip_stock)
+  for shape in args.strided_shape or ['64,32,64,64']:
+    batch, size, cin, cout = (int(v) for v in shape.split(','))
+    bench_strided(batch, size, cin, cout, args.rounds)
 
 
 if __name__ == '__main__':

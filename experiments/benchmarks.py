@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.pages import earlier_sections
+
 BENCHES = {
   'onestage': (
     'One-stage vs two-stage step',
@@ -53,7 +55,8 @@ BENCHES = {
     'Transposed-convolution formulations',
     'experiments.bench_upsample',
     ['--skip-stock'],
-    'The k4 s2 transposed convolution as the library computes it against alternatives.',
+    'The k4 s2 transposed convolution as the library computes it against alternatives, and '
+    "D's stride-2 convolution as XLA computes it against the library's.",
   ),
 }
 
@@ -93,28 +96,32 @@ def main(argv=None) -> None:
     'compilation; compare ratios, not absolute times, across machines.',
     '',
   ]
+  out = Path(args.out)
+  sections = earlier_sections(out) if args.only else {}  # --only keeps the others
   for name in names:
     title, module, extra, what = BENCHES[name]
     rounds_flag = ['--repeats' if name == 'onestage' else '--rounds', str(args.rounds)]
     cmd = [*extra, *rounds_flag]
     print(f'[{name}] python -m {module} {" ".join(cmd)}', flush=True)
-    out, seconds, rss, code = run_bench(module, cmd)
-    lines += [
-      f'## {title}',
-      '',
-      f'Command: `python -m {module} {" ".join(cmd)}`',
-      '',
-      what,
-      '',
-      f'Wall-clock {seconds:.0f} s, peak resident memory {rss:.0f} MiB, exit code {code}.',
-      '',
-      '```',
-      out.strip(),
-      '```',
-      '',
-    ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text('\n'.join(lines) + '\n')
+    text, seconds, rss, code = run_bench(module, cmd)
+    sections[title] = '\n'.join(
+      [
+        f'## {title}',
+        '',
+        f'Command: `python -m {module} {" ".join(cmd)}`',
+        '',
+        what,
+        '',
+        f'Wall-clock {seconds:.0f} s, peak resident memory {rss:.0f} MiB, exit code {code}.',
+        '',
+        '```',
+        text.strip(),
+        '```',
+        '',
+      ]
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text('\n'.join(lines + list(sections.values())) + '\n')
   print(f'wrote {args.out}')
 
 

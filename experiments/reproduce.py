@@ -48,6 +48,7 @@ from experiments import (
   translate_mnist,
 )
 from experiments.configs import default, ssgan, toy2d
+from experiments.pages import earlier_sections
 from jaxgan import train
 
 Configure = Callable[[ml_collections.ConfigDict], None]
@@ -799,14 +800,6 @@ def main(argv=None) -> list[Section]:
     write_page(out, sections, scale, args.quick, time.perf_counter() - t0, bool(args.only))
   print(f'wrote {out} in {time.perf_counter() - t0:.0f} s')
   return sections
-
-
-def earlier_sections(out: Path) -> dict[str, str]:
-  """Title -> markdown of the sections already in the page at ``out`` (none if absent)."""
-  if not out.exists():
-    return {}
-  parts = out.read_text().split('\n## ')[1:]
-  return {p.split('\n', 1)[0]: '## ' + p.rstrip('\n') + '\n' for p in parts}
 
 
 def write_page(

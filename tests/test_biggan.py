@@ -288,7 +288,10 @@ def test_standing_statistics_average_batch_statistics():
   chex.assert_trees_all_equal(out['params'], v['params'])
 
 
-@pytest.mark.parametrize('builder', ['two_stage', 'one_stage'])
+# two_stage with -m slow: test_conditional_steps runs the conditional BigGAN two-stage step by default.
+@pytest.mark.parametrize(
+  'builder', [pytest.param('two_stage', marks=pytest.mark.slow), 'one_stage']
+)
 def test_steps_run_one_iteration(builder):
   # The one-stage run drops spectral norm (tested above) to halve its compile time on a CPU.
   sn = builder == 'two_stage'

@@ -290,13 +290,13 @@ def test_path_length_penalty_against_full_jacobian():
   z = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
   v = init_vars(g, z)
   key, pl_mean = jax.random.PRNGKey(7), jnp.asarray(0.3)
-  loss, new_mean = sg.path_length_penalty(g, v, z, key, pl_mean, interval=4)
+  loss, new_mean = jax.jit(lambda v: sg.path_length_penalty(g, v, z, key, pl_mean, interval=4))(v)
   # Independent: the full Jacobian d img / d ws for the first B / 2 samples.
   _, _, k_proj = jax.random.split(key, 3)
   ws = g.apply(v, z[:2], method='mapping')
   synth = lambda w: g.apply(v, w, None, method='synthesis')  # noqa: E731
   img = synth(ws)
-  jac = jax.jacfwd(synth)(ws)  # [2, 8, 8, 3, 2, num_ws, w_dim]
+  jac = jax.jit(jax.jacfwd(synth))(ws)  # [2, 8, 8, 3, 2, num_ws, w_dim]
   u = jax.random.normal(k_proj, img.shape) / 8.0
   grads = np.tensordot(np.asarray(u, np.float64), np.asarray(jac, np.float64), axes=4)  # [2, S, W]
   lengths = np.sqrt(np.mean(np.sum(grads**2, axis=2), axis=1))
@@ -305,9 +305,9 @@ def test_path_length_penalty_against_full_jacobian():
   np.testing.assert_allclose(
     loss, 2.0 * 4 * np.mean((lengths - want_mean) ** 2), rtol=1e-3, atol=1e-9
   )
-  grad = jax.grad(lambda p: sg.path_length_penalty(g, {**v, 'params': p}, z, key, pl_mean)[0])(
-    v['params']
-  )
+  grad = jax.jit(
+    jax.grad(lambda p: sg.path_length_penalty(g, {**v, 'params': p}, z, key, pl_mean)[0])
+  )(v['params'])
   assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(grad))
 
 
@@ -340,7 +340,10 @@ def test_conditional_forward_and_label_dependence():
   )
 
 
-@pytest.mark.parametrize('builder', ['two_stage', 'one_stage'])
+# two_stage with -m slow: test_conditional_steps runs the conditional StyleGAN2 two-stage step by default.
+@pytest.mark.parametrize(
+  'builder', [pytest.param('two_stage', marks=pytest.mark.slow), 'one_stage']
+)
 def test_steps_run_one_iteration(builder):
   # 8x8 keeps the compile time of the whole step small; 32..256 differ only in block count.
   g, d = tiny_g(), tiny_d()

@@ -221,7 +221,16 @@ def _tiny_cut():
   return game, tx, state, {'image': b, 'latent': {'source': a, 'target': b}}
 
 
-@pytest.mark.parametrize('builder', ['two_stage', 'one_stage', 'coop'])
+# The latent path of every builder is checked on tiny models above; compiling CUT with each
+# builder takes about 35 s here, so one builder runs by default and the others with -m slow.
+@pytest.mark.parametrize(
+  'builder',
+  [
+    'two_stage',
+    pytest.param('one_stage', marks=pytest.mark.slow),
+    pytest.param('coop', marks=pytest.mark.slow),
+  ],
+)
 def test_one_cut_step_with_each_builder(builder):
   game, tx, state, batch = _tiny_cut()
   if builder == 'two_stage':

@@ -14,7 +14,7 @@ routes exactly that geometry (4x4 kernel, stride 2, padding 1, even input size,
 NHWC/HWIO, no dilation or groups) to :func:`conv_4x4s2` and everything else to
 XLA. Pass it to ``flax.linen.Conv(conv_general_dilated=...)``: parameters, names
 and values are unchanged, so checkpoints and converted PyTorch weights load as
-before. Measured with ``experiments/bench_upsample.py``.
+before. Measured with ``experiments/bench_upsample.py`` (its second table).
 """
 
 from __future__ import annotations
