@@ -110,23 +110,29 @@ def test_fast_conv_transpose_is_pytorch_geometry():
     np.testing.assert_allclose(nchw(y), want, rtol=1e-12, atol=1e-12)
 
 
-def test_second_order_reverse_mode_matches_reference():
+@pytest.mark.parametrize(
+  'fast, reference, x_shape, k_shape',
+  [
+    (jnn.conv_transpose_4x4s2, jnn.conv_transpose_4x4s2_reference, (2, 4, 4, 3), (4, 4, 3, 5)),
+    (jnn.conv_4x4s2, jnn.conv_4x4s2_reference, (2, 16, 16, 32), (4, 4, 32, 6)),  # phase dx
+  ],
+  ids=['transposed', 'strided'],
+)
+def test_second_order_reverse_mode_matches_reference(fast, reference, x_shape, k_shape):
+  """A gradient penalty (grad of the input gradient, in x and k) is unchanged."""
   rng = np.random.default_rng(3)
   with jax.enable_x64(True):
-    x = jnp.asarray(rng.normal(size=(2, 4, 4, 3)))
-    k = jnp.asarray(rng.normal(size=(4, 4, 3, 5)))
+    x = jnp.asarray(rng.normal(size=x_shape))
+    k = jnp.asarray(rng.normal(size=k_shape))
 
     def penalty(fn):
-      # grad-of-grad: a gradient penalty on the input gradient, differentiated in k.
-      def inner(k):
+      def inner(x, k):
         dx = jax.grad(lambda x: jnp.sum(jnp.sin(fn(x, k))))(x)
         return jnp.sum(dx**2)
 
-      return jax.grad(inner)(k)
+      return jax.grad(inner, argnums=(0, 1))(x, k)
 
-    both = jax.jit(
-      lambda: (penalty(jnn.conv_transpose_4x4s2), penalty(jnn.conv_transpose_4x4s2_reference))
-    )
+    both = jax.jit(lambda: (penalty(fast), penalty(reference)))
     chex.assert_trees_all_close(*both(), rtol=1e-10, atol=1e-10)
 
 
@@ -197,25 +203,6 @@ def test_fast_strided_conv_matches_pytorch_values_and_lax_gradients(shape):
     ours = jax.vjp(jnn.conv_4x4s2, x, k)[1](g)
     ref = jax.vjp(jnn.conv_4x4s2_reference, x, k)[1](g)
     chex.assert_trees_all_close(ours, ref, rtol=1e-12, atol=1e-12)
-
-
-def test_fast_strided_conv_second_order_matches_reference():
-  """A gradient penalty (grad of the input gradient in the kernel) is unchanged."""
-  rng = np.random.default_rng(4)
-  with jax.enable_x64(True):
-    x = jnp.asarray(rng.normal(size=(2, 16, 16, 32)))
-    k = jnp.asarray(rng.normal(size=(4, 4, 32, 6)))
-
-    def penalty(fn):
-      def inner(x, k):
-        dx = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(x, k))))(x)
-        return jnp.sum(dx**2)
-
-      return jax.grad(inner, argnums=(0, 1))(x, k)
-
-    chex.assert_trees_all_close(
-      penalty(jnn.conv_4x4s2), penalty(jnn.conv_4x4s2_reference), rtol=1e-10, atol=1e-10
-    )
 
 
 def test_conv_general_dilated_routes_only_the_dcgan_downsampling_geometry():
