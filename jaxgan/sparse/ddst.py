@@ -50,10 +50,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.sparse import balance
-from jaxgan.sparse.masked_optimizer import get_masks, sparse_optimizer, sparsify_state
-from jaxgan.sparse.masks import apply_masks, count_alive, global_density, num_maskable
-from jaxgan.sparse.prune_regrow import (
+from jaxgan.sparse import _balance as balance
+from jaxgan.sparse._masks import apply_masks, count_alive, global_density, num_maskable
+from jaxgan.sparse._optimizer import get_masks, mask_initializer, masked_optimizer, sparsify_state
+from jaxgan.sparse._prune_regrow import (
   REGROW,
   SCOPES,
   dst_masks,
@@ -62,8 +62,34 @@ from jaxgan.sparse.prune_regrow import (
   regrow_scores,
   set_player_masks,
 )
-from jaxgan.sparse.schedules import cosine_drop_fraction, is_update_step
+from jaxgan.sparse._schedules import cosine_drop_fraction, is_update_step
 from jaxgan.state import GANState, Player
+
+__all__ = [
+  'BALANCE_KEYS',
+  'CONTROLS',
+  'DDSTConfig',
+  'DDSTState',
+  'DDST_KEY',
+  'EXCHANGE',
+  'GROW',
+  'KEEP',
+  'PRUNE',
+  'VARIANTS',
+  'WAITING',
+  'd_control_due',
+  'ddst_config',
+  'ddst_control',
+  'ddst_control_state',
+  'ddst_optimizers',
+  'ddst_record',
+  'g_update_due',
+  'init_ddst_state',
+  'init_sparse_state',
+  'sdst_update',
+  'sparse_after_step',
+  'sparse_logs',
+]
 
 PyTree = Any
 Array = jax.Array
@@ -254,7 +280,7 @@ class DDSTState(NamedTuple):
   """DDST technique state (``state.extra['ddst']``).
 
   Attributes:
-    window: the BR window (:class:`jaxgan.sparse.balance.BRWindow`).
+    window: the BR window (:class:`jaxgan.sparse._balance.BRWindow`).
     d_density: D's target density (float32).
     br: BR seen by the last controller call (NaN before any).
     action: the last controller decision (``WAITING``, ``KEEP``, ``GROW``,
@@ -282,7 +308,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
   """Masks the freshly created state's params and adds ``extra['ddst']``.
 
   Call once after :func:`jaxgan.state.create_state` with optimizers built by
-  :func:`sparse_optimizers`. With ``sampling='bernoulli'`` D's target density
+  :func:`ddst_optimizers`. With ``sampling='bernoulli'`` D's target density
   starts at its realised density.
   """
   state = sparsify_state(state)
@@ -292,7 +318,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
   if d_masks is None:
     raise ValueError(
       'DDST controls the density of D, but D has no sparse masks: build d_tx with '
-      'jaxgan.sparse.sparse_optimizers (or masked).'
+      'jaxgan.sparse.ddst_optimizers (or masked_optimizer).'
     )
   d0 = float(global_density(d_masks)) if config.sampling == 'bernoulli' else config.d_density
   return state.replace(extra={**state.extra, DDST_KEY: init_ddst_state(config, d0)})
@@ -303,7 +329,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
 # ----------------------------------------------------------------------------
 
 
-def decide(ddst_state: DDSTState, step: Any, config: DDSTConfig) -> tuple[Array, Array, Array]:
+def _decide(ddst_state: DDSTState, step: Any, config: DDSTConfig) -> tuple[Array, Array, Array]:
   """The controller's decision at ``step``: ``(action, new_density, br)``."""
   window = ddst_state.window
   br = balance.balance_ratio(window, step, config.br_estimator)
@@ -344,7 +370,7 @@ def ddst_control(
 
   Args:
     ddst_state: the DDST state.
-    d_player: D (optimizer built with :func:`jaxgan.sparse.masked`).
+    d_player: D (optimizer built with :func:`jaxgan.sparse.masked_optimizer`).
     d_grads: dense gradient of D's loss on its last batch (for growth).
     step: current iteration ``t`` (traced).
     key: PRNG key (random regrowth only).
@@ -355,8 +381,10 @@ def ddst_control(
   """
   masks = get_masks(d_player.opt_state)
   if masks is None:
-    raise ValueError('ddst_control: D has no sparse masks; build d_tx with jaxgan.sparse.masked.')
-  action, new_d, br = decide(ddst_state, step, config)
+    raise ValueError(
+      'ddst_control: D has no sparse masks; build d_tx with jaxgan.sparse.masked_optimizer.'
+    )
+  action, new_d, br = _decide(ddst_state, step, config)
   n_total = num_maskable(masks)
   target = jnp.round(new_d * n_total).astype(jnp.int32)
   alive = count_alive(masks)
@@ -406,7 +434,7 @@ def _ddst_state(state: GANState) -> DDSTState:
   return state.extra[DDST_KEY]
 
 
-def check_balance_metrics(metrics: dict) -> None:
+def _check_balance_metrics(metrics: dict) -> None:
   """Raises unless the step reported the BR triple."""
   missing = [k for k in BALANCE_KEYS if k not in metrics]
   if missing:
@@ -425,7 +453,7 @@ def _record(state, gf, df, dr, *, config):
 
 def ddst_record(state: GANState, metrics: dict, config: DDSTConfig) -> GANState:
   """Pushes the step's ``(gf, df, dr)`` if ``state.step % br_freq == 0``."""
-  check_balance_metrics(metrics)
+  _check_balance_metrics(metrics)
   gf, df, dr = (metrics[k] for k in BALANCE_KEYS)
   return _record(state, gf, df, dr, config=config)
 
@@ -466,7 +494,7 @@ def sdst_update(state: GANState, g_grads: PyTree | None, config: DDSTConfig) -> 
   """
   if get_masks(state.g.opt_state) is None:
     raise ValueError(
-      'sdst_update: G has no sparse masks; build g_tx with jaxgan.sparse.sparse_optimizers.'
+      'sdst_update: G has no sparse masks; build g_tx with jaxgan.sparse.ddst_optimizers.'
     )
   if config.g_regrow == 'gradient' and g_grads is None:
     raise ValueError("sdst_update: g_regrow='gradient' (RigL) needs G's dense gradient.")
@@ -588,7 +616,7 @@ def sparse_after_step(
   return state, sparse_logs(state)
 
 
-def sparse_optimizers(
+def ddst_optimizers(
   g_inner: Any,
   d_inner: Any,
   key: Array,
@@ -603,11 +631,14 @@ def sparse_optimizers(
   and no controller is left unwrapped, i.e. dense).
   """
   k_g, k_d = jax.random.split(key)
-  common = dict(
-    distribution=config.distribution, sampling=config.sampling, grad_mode=config.grad_mode
-  )
-  g_tx = sparse_optimizer(g_inner, k_g, config.g_density, exclude=g_exclude, **common)
+
+  def with_masks(inner, k, density, exclude):
+    init = mask_initializer(
+      k, density, distribution=config.distribution, sampling=config.sampling, exclude=exclude
+    )
+    return masked_optimizer(inner, init, grad_mode=config.grad_mode)
+
+  g_tx = with_masks(g_inner, k_g, config.g_density, g_exclude)
   if config.d_density >= 1.0 and config.d_control is None:
     return g_tx, d_inner
-  d_tx = sparse_optimizer(d_inner, k_d, config.d_density, exclude=d_exclude, **common)
-  return g_tx, d_tx
+  return g_tx, with_masks(d_inner, k_d, config.d_density, d_exclude)

@@ -36,7 +36,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxgan.sparse.masks import PyTree, layer_densities
+from jaxgan.sparse._masks import PyTree, layer_densities
+
+__all__ = [
+  'FlopsTable',
+  'count_forward_flops',
+  'gan_iteration_flops',
+  'reference_training_flops',
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +146,7 @@ def count_forward_flops(
   return FlopsTable(weights=weights, fixed=fixed)
 
 
-def densities_of(masks: PyTree | None) -> dict[str, float]:
+def _densities_of(masks: PyTree | None) -> dict[str, float]:
   """``{path: density}`` from a mask tree (``{}`` for ``None``: dense)."""
   return {} if masks is None else layer_densities(masks)
 
@@ -174,7 +181,7 @@ def gan_iteration_flops(
   bs_g = batch_size if g_batch_size is None else g_batch_size
   g_mult = batch_size * n_critic + 3 * bs_g
   d_mult = 3 * batch_size * n_critic + bs_g
-  g_inf, d_inf = g_table.forward(densities_of(g_masks)), d_table.forward(densities_of(d_masks))
+  g_inf, d_inf = g_table.forward(_densities_of(g_masks)), d_table.forward(_densities_of(d_masks))
   out = {
     'flops/g_inference': g_inf,
     'flops/g_inference_dense': g_table.dense,

@@ -66,8 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan.sparse.masked_optimizer import find_mask_state, replace_masks
-from jaxgan.sparse.masks import (
+from jaxgan.sparse._masks import (
   FilterFn,
   apply_masks,
   check_masks,
@@ -77,9 +76,31 @@ from jaxgan.sparse.masks import (
   layer_counts,
   leaves_with_paths,
 )
-from jaxgan.sparse.masks import dense_masks as all_alive_masks
-from jaxgan.sparse.prune_regrow import SCOPES, prune_by_magnitude
+from jaxgan.sparse._masks import dense_masks as all_alive_masks
+from jaxgan.sparse._optimizer import find_mask_state, replace_masks
+from jaxgan.sparse._prune_regrow import SCOPES, prune_by_magnitude
 from jaxgan.state import GANState
+
+__all__ = [
+  'DEFAULT_LAYERS',
+  'LAYER_KINDS',
+  'ROUNDINGS',
+  'Ticket',
+  'dense_masks',
+  'expected_alive',
+  'find_ticket',
+  'imp_round',
+  'init_agreement',
+  'is_nested',
+  'kernel_density',
+  'layer_kind',
+  'masks_from_arrays',
+  'masks_to_arrays',
+  'prunable_filter',
+  'prune_count',
+  'rewind',
+  'rewind_state',
+]
 
 PyTree = Any
 Masks = dict[str, PyTree | None]
@@ -347,7 +368,7 @@ def rewind_state(
 
   Args:
     initial_state: the run's initial :class:`~jaxgan.state.GANState`.
-    g_tx: G's optimizer; must be a :func:`jaxgan.sparse.masked` transformation
+    g_tx: G's optimizer; must be a :func:`jaxgan.sparse.masked_optimizer` transformation
       when G has masks (``grad_mode='masked'`` matches the reference: pruned
       weights get zero gradient and zero Adam moments).
     d_tx: D's optimizer (likewise for D's masks).
@@ -370,7 +391,7 @@ def rewind_state(
       if find_mask_state(opt_state) is None:
         raise ValueError(
           f"rewind_state: {name}'s optimizer has no sparse masks; build it as "
-          "jaxgan.sparse.masked(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
+          "jaxgan.sparse.masked_optimizer(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
         )
       opt_state = replace_masks(opt_state, m)
     return p.replace(params=params, opt_state=opt_state)

@@ -1,7 +1,7 @@
 """Per-layer densities for a target global density: uniform and ERK.
 
 Both return a *density tree*: the params' layout with a float at each maskable
-leaf and ``None`` at dense leaves (see :mod:`jaxgan.sparse.masks`). They read
+leaf and ``None`` at dense leaves (see :mod:`jaxgan.sparse._masks`). They read
 only shapes, so they accept ``jax.ShapeDtypeStruct`` trees and run on the host.
 
 ERK (Erdős–Rényi-kernel, RigL; the reference's default, ddst.md §2): layer
@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from jaxgan.sparse.masks import FilterFn, leaves_with_paths, maskable_tree
+from jaxgan.sparse._masks import FilterFn, leaves_with_paths, maskable_tree
 
 PyTree = Any
 DISTRIBUTIONS = ('erk', 'uniform')

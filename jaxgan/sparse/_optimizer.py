@@ -1,6 +1,6 @@
 """An optax transformation that keeps pruned weights exactly zero.
 
-:func:`masked` wraps any optax transformation (a chain with Adam, weight decay,
+:func:`masked_optimizer` wraps any optax transformation (a chain with Adam, weight decay,
 clipping, schedules...). Its state, :class:`SparseState`, carries the masks
 next to the inner state, so a player's ``opt_state`` holds everything about
 its sparsity and one checkpoint of the :class:`~jaxgan.state.GANState` is
@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan.sparse.distributions import layer_densities_for
-from jaxgan.sparse.masks import (
+from jaxgan.sparse._distributions import layer_densities_for
+from jaxgan.sparse._masks import (
   FilterFn,
   apply_masks,
   check_masks,
@@ -46,7 +46,7 @@ GRAD_MODES = ('dense', 'masked')
 
 
 class SparseState(NamedTuple):
-  """State of :func:`masked`.
+  """State of :func:`masked_optimizer`.
 
   Attributes:
     masks: the mask tree (bool arrays at masked leaves, ``None`` at dense
@@ -58,7 +58,7 @@ class SparseState(NamedTuple):
   inner: PyTree
 
 
-def masked(
+def masked_optimizer(
   inner: optax.GradientTransformation,
   init_masks: PyTree | Callable[[PyTree], PyTree],
   *,
@@ -85,13 +85,13 @@ def masked(
 
   def init_fn(params):
     masks = init_masks(params) if callable(init_masks) else init_masks
-    check_masks(params, masks, where='jaxgan.sparse.masked')
+    check_masks(params, masks, where='jaxgan.sparse.masked_optimizer')
     return SparseState(masks=masks, inner=inner.init(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(
-        'jaxgan.sparse.masked needs the params in update (tx.update(grads, state, params)) '
+        'jaxgan.sparse.masked_optimizer needs the params in update (tx.update(grads, state, params)) '
         'to keep pruned weights at exactly zero.'
       )
     masks = state.masks
@@ -118,8 +118,8 @@ def find_mask_state(opt_state: PyTree) -> SparseState | None:
   found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_sparse_state) if _is_sparse_state(x)]
   if len(found) > 1:
     raise ValueError(
-      f'the optimizer state holds {len(found)} jaxgan.sparse.masked transformations; wrap the '
-      'whole chain once: masked(optax.chain(...), masks).'
+      f'the optimizer state holds {len(found)} jaxgan.sparse.masked_optimizer transformations; wrap the '
+      'whole chain once: masked_optimizer(optax.chain(...), masks).'
     )
   return found[0] if found else None
 
@@ -176,7 +176,7 @@ def replace_masks(
   if old is None:
     raise ValueError(
       'the optimizer state has no sparse masks; wrap the optimizer with '
-      'jaxgan.sparse.masked(tx, masks) before init.'
+      'jaxgan.sparse.masked_optimizer(tx, masks) before init.'
     )
   if jax.tree.structure(new_masks, is_leaf=is_none) != jax.tree.structure(
     old.masks, is_leaf=is_none
@@ -201,7 +201,7 @@ def mask_initializer(
   filter_fn: FilterFn | None = None,
   exclude: Sequence[str] = (),
 ) -> Callable[[PyTree], PyTree]:
-  """A ``params -> masks`` function for :func:`masked`: random masks.
+  """A ``params -> masks`` function for :func:`masked_optimizer`: random masks.
 
   Args:
     key: PRNG key of the masks.
@@ -210,7 +210,7 @@ def mask_initializer(
     sampling: ``'exact'`` counts (``round(d_l * N_l)``) or ``'bernoulli'``
       (the reference's per-weight coin flips).
     filter_fn, exclude: which leaves are maskable (see
-      :func:`jaxgan.sparse.maskable_tree`).
+      :func:`jaxgan.sparse.dense_masks`).
   """
   # Checks the arguments now, with a placeholder, rather than inside tx.init.
   if distribution not in ('erk', 'uniform'):
@@ -227,24 +227,6 @@ def mask_initializer(
     return random_masks(key, params, densities, sampling=sampling)
 
   return init
-
-
-def sparse_optimizer(
-  inner: optax.GradientTransformation,
-  key: jax.Array,
-  density: float,
-  *,
-  distribution: str = 'erk',
-  sampling: str = 'exact',
-  grad_mode: str = 'dense',
-  filter_fn: FilterFn | None = None,
-  exclude: Sequence[str] = (),
-) -> optax.GradientTransformationExtraArgs:
-  """``masked(inner, mask_initializer(key, density, ...), grad_mode=...)``."""
-  init = mask_initializer(
-    key, density, distribution=distribution, sampling=sampling, filter_fn=filter_fn, exclude=exclude
-  )
-  return masked(inner, init, grad_mode=grad_mode)
 
 
 def sparsify_player(player: Player) -> Player:

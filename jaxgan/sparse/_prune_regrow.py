@@ -1,6 +1,6 @@
 """Prune and regrow: pure, jit-compiled, exact in count, with traced counts.
 
-Mask-level primitives work on mask trees (:mod:`jaxgan.sparse.masks`):
+Mask-level primitives work on mask trees (:mod:`jaxgan.sparse._masks`):
 
 * :func:`prune_by_magnitude`: remove the ``k`` alive weights of smallest
   ``|w|``;
@@ -19,7 +19,7 @@ ties broken by position, so counts are exact; counts and fractions may be
 traced values, and none of these functions recompiles when they change.
 
 Player-level functions (:func:`dst_update`, :func:`set_density`) read the
-masks from the player's optimizer state (:func:`jaxgan.sparse.masked`), write
+masks from the player's optimizer state (:func:`jaxgan.sparse.masked_optimizer`), write
 the new masks there, zero the pruned weights, start the newly grown weights at
 exactly 0, and optionally zero the optimizer moments of the newly grown
 weights (``reset_moments``; the reference leaves them untouched, ddst.md §2).
@@ -35,9 +35,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxgan.sparse.masked_optimizer import find_mask_state, replace_masks
-from jaxgan.sparse.masks import check_masks, is_none, map_masked, num_maskable
-from jaxgan.sparse.topk import topk_mask
+from jaxgan.sparse._masks import check_masks, is_none, map_masked, num_maskable
+from jaxgan.sparse._optimizer import find_mask_state, replace_masks
+from jaxgan.sparse._topk import topk_mask
 from jaxgan.state import Player
 
 PyTree = Any
@@ -285,7 +285,7 @@ def _player_masks(player: Player, where: str) -> PyTree:
   if state is None:
     raise ValueError(
       f'{where}: the player has no sparse masks; build its optimizer with '
-      'jaxgan.sparse.masked(tx, masks) (or sparse_optimizer) before init_player/create_state.'
+      'jaxgan.sparse.masked_optimizer(tx, masks) before init_player/create_state.'
     )
   return state.masks
 
@@ -332,7 +332,7 @@ def dst_update(
   """Prune by magnitude and regrow the same number, in a player (jitted).
 
   Args:
-    player: a player whose optimizer is :func:`jaxgan.sparse.masked`.
+    player: a player whose optimizer is :func:`jaxgan.sparse.masked_optimizer`.
     grads: the dense gradient of the player's loss w.r.t. its params (RigL);
       ignored (may be ``None``) for ``regrow='random'``.
     drop_fraction: fraction of alive weights exchanged (traced: changing it
@@ -386,7 +386,7 @@ def set_density(
   density tree).
 
   Args:
-    player: a player whose optimizer is :func:`jaxgan.sparse.masked`.
+    player: a player whose optimizer is :func:`jaxgan.sparse.masked_optimizer`.
     grads: dense gradient of the params (needed when growing by gradient).
     density: target density (traced: no recompilation when it changes).
     key, regrow, scope, reset_moments: as in :func:`dst_update`.

@@ -11,7 +11,7 @@ A user adds names to keep dense with ``exclude`` (regular expressions searched
 in the path) or replaces the rule with ``filter_fn``.
 
 A *density tree* has the same layout with a float (the leaf's target density)
-in place of each mask; :mod:`jaxgan.sparse.distributions` builds them.
+in place of each mask; :mod:`jaxgan.sparse._distributions` builds them.
 
 Weights are stored already masked: a pruned weight is exactly ``0.0`` in the
 params, so the gradient with respect to the params is dense (what gradient
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.sparse.topk import topk_mask
+from jaxgan.sparse._topk import topk_mask
 
 PyTree = Any
 Array = jax.Array
