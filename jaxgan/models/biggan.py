@@ -321,45 +321,16 @@ class BigGANGenerator(nn.Module):
     Returns:
       ``[B, resolution, resolution, channels]``.
     """
-    ch = _check_common(
-      self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator'
-    )
-    if z.ndim != 2:
-      raise ValueError(f'BigGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
-    check_labels(y, self.num_classes, z.shape[0], 'BigGANGenerator')
-    if self.hier and self.num_classes > 0 and self.shared_dim <= 0:
-      raise ValueError(
-        'BigGANGenerator: hier=True with labels needs a shared class embedding; set '
-        'shared_dim > 0 (the reference uses 128).'
-      )
-    if self.shared_dim < 0:
-      raise ValueError(f'BigGANGenerator: shared_dim must be >= 0, got {self.shared_dim}.')
-    arch, slots = G_ARCH[self.resolution], self.num_slots
-    if z.shape[1] % slots:
-      raise ValueError(
-        f'BigGANGenerator(hier=True, resolution={self.resolution}) splits z into {slots} equal '
-        f'chunks; nz={z.shape[1]} is not divisible by {slots} (e.g. use nz={slots * 20}).'
-      )
+    ch = self._check_inputs(z, y)
     kinit = weight_init(self.init_style)
-    chunks = jnp.split(z, slots, axis=1)
-    if self.num_classes > 0 and self.shared_dim > 0:
-      shared = nn.Embed(self.num_classes, self.shared_dim, embedding_init=kinit, name='shared')(y)
-    else:
-      shared = None
-    conds = []
-    for i in range(len(arch)):
-      parts = [p for p in (shared, chunks[i + 1] if self.hier else None) if p is not None]
-      if parts:
-        conds.append(jnp.concatenate(parts, axis=1).astype(z.dtype))
-      else:
-        conds.append(y if self.num_classes > 0 else None)
-
-    b, c0 = z.shape[0], arch[0][0] * ch
+    chunks = jnp.split(z, self.num_slots, axis=1)
+    conds = self._block_conditions(chunks, y, kinit, z.dtype)
+    b, c0 = z.shape[0], G_ARCH[self.resolution][0][0] * ch
     linear = nn.Dense(4 * 4 * c0, kernel_init=kinit, dtype=self.dtype, name='linear')
     h = spectral_norm(linear, self.spectral, train)(chunks[0]).reshape(b, 4, 4, c0)
     h = self.perturb('features', h)
     res = 4
-    for i, (_, out_mult) in enumerate(arch):
+    for i, (_, out_mult) in enumerate(G_ARCH[self.resolution]):
       h = GBlock(
         out_mult * ch,
         num_classes=self.num_classes,
@@ -380,6 +351,44 @@ class BigGANGenerator(nn.Module):
     out = _conv(self.channels, 3, kinit, 'out_conv', self.dtype)
     h = spectral_norm(out, self.spectral, train)(nn.relu(h))
     return jnp.tanh(h).astype(jnp.float32)
+
+  def _check_inputs(self, z: jax.Array, y: jax.Array | None) -> int:
+    """Raises on invalid fields or inputs; returns the width ``ch``."""
+    ch = _check_common(
+      self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator'
+    )
+    if z.ndim != 2:
+      raise ValueError(f'BigGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
+    check_labels(y, self.num_classes, z.shape[0], 'BigGANGenerator')
+    if self.hier and self.num_classes > 0 and self.shared_dim <= 0:
+      raise ValueError(
+        'BigGANGenerator: hier=True with labels needs a shared class embedding; set '
+        'shared_dim > 0 (the reference uses 128).'
+      )
+    if self.shared_dim < 0:
+      raise ValueError(f'BigGANGenerator: shared_dim must be >= 0, got {self.shared_dim}.')
+    slots = self.num_slots
+    if z.shape[1] % slots:
+      raise ValueError(
+        f'BigGANGenerator(hier=True, resolution={self.resolution}) splits z into {slots} equal '
+        f'chunks; nz={z.shape[1]} is not divisible by {slots} (e.g. use nz={slots * 20}).'
+      )
+    return ch
+
+  def _block_conditions(self, chunks: list, y: jax.Array | None, kinit, dtype) -> list:
+    """Each block's cBN input: labels, or [shared embedding, z chunk] vectors, or ``None``."""
+    if self.num_classes > 0 and self.shared_dim > 0:
+      shared = nn.Embed(self.num_classes, self.shared_dim, embedding_init=kinit, name='shared')(y)
+    else:
+      shared = None
+    conds = []
+    for i in range(len(G_ARCH[self.resolution])):
+      parts = [p for p in (shared, chunks[i + 1] if self.hier else None) if p is not None]
+      if parts:
+        conds.append(jnp.concatenate(parts, axis=1).astype(dtype))
+      else:
+        conds.append(y if self.num_classes > 0 else None)
+    return conds
 
 
 class BigGANDiscriminator(nn.Module):

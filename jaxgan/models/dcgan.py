@@ -116,55 +116,64 @@ class DCGANGenerator(nn.Module):
       raise ValueError(f"DCGANGenerator.upsample must be 'fast' or 'stock', got {self.upsample!r}.")
     if z.ndim != 2:
       raise ValueError(f'DCGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
+    body = {64: self._body64, 32: self._body32, 28: self._body28}[self.image_size]
+    return at_least_float32(jnp.tanh(body(z, d, train)))
 
-    def up(features, name):
-      return ConvTranspose4x4s2(
-        features,
-        method=self.upsample,
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name=name,
-      )
+  def _up(self, features: int, name: str) -> nn.Module:
+    return ConvTranspose4x4s2(
+      features,
+      method=self.upsample,
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name=name,
+    )
 
-    def bn_relu(h, name):
-      return nn.relu(batch_norm(train, name, self.dtype)(h))
+  def _bn_relu(self, h: jax.Array, train: bool, name: str) -> jax.Array:
+    return nn.relu(batch_norm(train, name, self.dtype)(h))
 
-    def dense(features, name):
-      return nn.Dense(features, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name=name)
+  def _project(self, z: jax.Array, side: int, features: int, train: bool) -> jax.Array:
+    """``Dense(z -> side*side*features)``, the feature hook, BN + ReLU."""
+    layer = nn.Dense(
+      side * side * features,
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='project',
+    )
+    h = self.perturb('features', layer(z).reshape(z.shape[0], side, side, features))
+    return self._bn_relu(h, train, 'project_bn')
 
-    b = z.shape[0]
-    if self.image_size == 64:
-      h = Project4x4(
-        8 * d, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='project'
-      )(z)
-      h = self.perturb('features', h)
-      h = bn_relu(h, 'project_bn')
-      for i, mult in enumerate((4, 2, 1)):
-        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
-      h = up(self.channels, 'up4')(h)
-    elif self.image_size == 32:
-      h = dense(4 * 4 * 8 * d, 'project')(z)
-      h = self.perturb('features', h.reshape(b, 4, 4, 8 * d))
-      h = bn_relu(h, 'project_bn')
-      for i, mult in enumerate((4, 2, 1)):
-        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
-      h = nn.Conv(
-        self.channels,
-        (3, 3),
-        padding=((1, 1), (1, 1)),
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name='out',
-      )(h)
-    else:
-      h = dense(7 * 7 * 4 * d, 'project')(z)
-      h = self.perturb('features', h.reshape(b, 7, 7, 4 * d))
-      h = bn_relu(h, 'project_bn')
-      h = bn_relu(up(2 * d, 'up1')(h), 'up1_bn')
-      h = up(self.channels, 'up2')(h)
-    return at_least_float32(jnp.tanh(h))
+  def _up_stack(self, h: jax.Array, d: int, train: bool) -> jax.Array:
+    """``up 4d -> up 2d -> up d``, each BN + ReLU."""
+    for i, mult in enumerate((4, 2, 1)):
+      h = self._bn_relu(self._up(mult * d, f'up{i + 1}')(h), train, f'up{i + 1}_bn')
+    return h
+
+  def _body64(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = Project4x4(8 * d, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='project')(
+      z
+    )
+    h = self._bn_relu(self.perturb('features', h), train, 'project_bn')
+    return self._up(self.channels, 'up4')(self._up_stack(h, d, train))
+
+  def _body32(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = self._up_stack(self._project(z, 4, 8 * d, train), d, train)
+    out = nn.Conv(
+      self.channels,
+      (3, 3),
+      padding=((1, 1), (1, 1)),
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='out',
+    )
+    return out(h)
+
+  def _body28(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = self._project(z, 7, 4 * d, train)
+    h = self._bn_relu(self._up(2 * d, 'up1')(h), train, 'up1_bn')
+    return self._up(self.channels, 'up2')(h)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -217,8 +226,25 @@ class DCGANDiscriminator(nn.Module):
       ``(local [B, h, w, infomax_dim], global [B, infomax_dim])`` projected
       features for ``output='infomax'`` (local map sizes in the module docstring).
     """
-    _check_size(self.image_size, 'DCGANDiscriminator')
+    self._check_input(x, output)
     d = _width(self.image_size, self.width, 'DCGANDiscriminator')
+    if self.image_size == 64:
+      return self._body64(x, d, train, output)
+    if self.image_size == 32:
+      h = self._conv(x, d, 3, 1, 'conv1', train, normalize=False)
+      h = self._conv(h, d, 4, 2, 'conv2', train)
+      h = self._conv(h, 2 * d, 3, 1, 'conv3', train)
+      h = local_feat = self._conv(h, 2 * d, 4, 2, 'conv4', train)
+      h = self._conv(h, 4 * d, 3, 1, 'conv5', train)
+      h = self._conv(h, 4 * d, 4, 2, 'conv6', train)
+      h = self._conv(h, 8 * d, 3, 1, 'conv7', train)
+      return self._dense_head(h, local_feat, train, output)
+    h = local_feat = self._conv(x, 2 * d, 4, 2, 'conv1', train, normalize=False)
+    h = self._conv(h, 4 * d, 4, 2, 'conv2', train)
+    return self._dense_head(h, local_feat, train, output)
+
+  def _check_input(self, x: jax.Array, output: str) -> None:
+    _check_size(self.image_size, 'DCGANDiscriminator')
     check_norm(self.norm, 'DCGANDiscriminator')
     selfsup.check_aux_head(self.aux_head, self.infomax_dim, 'DCGANDiscriminator')
     selfsup.check_output(self.aux_head, output, 'DCGANDiscriminator')
@@ -231,75 +257,76 @@ class DCGANDiscriminator(nn.Module):
       raise ValueError(
         f"DCGANDiscriminator.downsample must be 'fast' or 'stock', got {self.downsample!r}."
       )
-    sn = self.norm == 'spectral'
-    conv_fn = conv_general_dilated if self.downsample == 'fast' else None
 
-    def conv(h, features, kernel, stride, name, normalize=True, padding=1):
-      layer = nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        conv_general_dilated=conv_fn,
-        name=name,
+  def _conv(
+    self,
+    h: jax.Array,
+    features: int,
+    kernel: int,
+    stride: int,
+    name: str,
+    train: bool,
+    normalize: bool = True,
+  ) -> jax.Array:
+    """Conv (spectrally normalized if ``norm='spectral'``) -> norm -> LeakyReLU."""
+    layer = nn.Conv(
+      features,
+      (kernel, kernel),
+      strides=(stride, stride),
+      padding=((1, 1), (1, 1)),
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      conv_general_dilated=conv_general_dilated if self.downsample == 'fast' else None,
+      name=name,
+    )
+    h = spectral_norm(layer, self.norm == 'spectral', train)(h)
+    if normalize:
+      h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
+    return nn.leaky_relu(h, self.negative_slope)
+
+  def _aux_heads(self, local_feat: jax.Array, global_feat: jax.Array, train: bool, output: str):
+    """The self-supervised heads that are built (at init) or asked for."""
+    heads = {}
+    init = self.is_initializing()
+    common = dict(
+      spectral=self.norm == 'spectral', train=train, kernel_init=_W_INIT, dtype=self.dtype
+    )
+    if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
+      heads['rotation'] = at_least_float32(selfsup.rotation_head(global_feat, **common))
+    if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
+      feats = selfsup.infomax_heads(
+        local_feat, global_feat, dim=self.infomax_dim, global_hidden=self.infomax_dim, **common
       )
-      h = spectral_norm(layer, sn, train)(h)
-      if normalize:
-        h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
-      return nn.leaky_relu(h, self.negative_slope)
+      heads['infomax'] = tuple(at_least_float32(f) for f in feats)
+    return heads
 
-    def aux_heads(local_feat, global_feat):
-      heads = {}
-      init = self.is_initializing()
-      common = dict(spectral=sn, train=train, kernel_init=_W_INIT, dtype=self.dtype)
-      if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
-        heads['rotation'] = at_least_float32(selfsup.rotation_head(global_feat, **common))
-      if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
-        feats = selfsup.infomax_heads(
-          local_feat, global_feat, dim=self.infomax_dim, global_hidden=self.infomax_dim, **common
-        )
-        heads['infomax'] = tuple(at_least_float32(f) for f in feats)
-      return heads
+  def _dense_head(self, h: jax.Array, local_feat: jax.Array, train: bool, output: str):
+    """Flatten, feature hook, then ``Dense(-> 1)`` logits or the asked-for aux head."""
+    h = self.perturb('features', h.reshape(h.shape[0], -1))
+    heads = self._aux_heads(local_feat, h, train, output)
+    if output != 'logits':
+      return heads[output]
+    layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
+    return at_least_float32(spectral_norm(layer, self.norm == 'spectral', train)(h)[:, 0])
 
-    def dense_head(h, local_feat):
-      h = self.perturb('features', h.reshape(h.shape[0], -1))
-      heads = aux_heads(local_feat, h)
-      if output != 'logits':
-        return heads[output]
-      layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
-      return at_least_float32(spectral_norm(layer, sn, train)(h)[:, 0])
-
-    if self.image_size == 64:
-      h = conv(x, d, 4, 2, 'conv1', normalize=False)
-      h = conv(h, 2 * d, 4, 2, 'conv2')
-      h = local_feat = conv(h, 4 * d, 4, 2, 'conv3')
-      h = conv(h, 8 * d, 4, 2, 'conv4')
-      h = self.perturb('features', h)
-      heads = aux_heads(local_feat, h.reshape(h.shape[0], -1))
-      if output != 'logits':
-        return heads[output]
-      head = nn.Conv(
-        1,
-        (4, 4),
-        padding='VALID',
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name='head',
-      )
-      return at_least_float32(spectral_norm(head, sn, train)(h).reshape(h.shape[0]))
-    if self.image_size == 32:
-      h = conv(x, d, 3, 1, 'conv1', normalize=False)
-      h = conv(h, d, 4, 2, 'conv2')
-      h = conv(h, 2 * d, 3, 1, 'conv3')
-      h = local_feat = conv(h, 2 * d, 4, 2, 'conv4')
-      h = conv(h, 4 * d, 3, 1, 'conv5')
-      h = conv(h, 4 * d, 4, 2, 'conv6')
-      h = conv(h, 8 * d, 3, 1, 'conv7')
-      return dense_head(h, local_feat)
-    h = local_feat = conv(x, 2 * d, 4, 2, 'conv1', normalize=False)
-    h = conv(h, 4 * d, 4, 2, 'conv2')
-    return dense_head(h, local_feat)
+  def _body64(self, x: jax.Array, d: int, train: bool, output: str):
+    h = self._conv(x, d, 4, 2, 'conv1', train, normalize=False)
+    h = self._conv(h, 2 * d, 4, 2, 'conv2', train)
+    h = local_feat = self._conv(h, 4 * d, 4, 2, 'conv3', train)
+    h = self.perturb('features', self._conv(h, 8 * d, 4, 2, 'conv4', train))
+    heads = self._aux_heads(local_feat, h.reshape(h.shape[0], -1), train, output)
+    if output != 'logits':
+      return heads[output]
+    head = nn.Conv(
+      1,
+      (4, 4),
+      padding='VALID',
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='head',
+    )
+    return at_least_float32(
+      spectral_norm(head, self.norm == 'spectral', train)(h).reshape(h.shape[0])
+    )
