@@ -385,8 +385,14 @@ def ddst_control(
       'ddst_control: D has no sparse masks; build d_tx with jaxgan.sparse.masked_optimizer.'
     )
   action, new_d, br = _decide(ddst_state, step, config)
-  n_total = num_maskable(masks)
-  target = jnp.round(new_d * n_total).astype(jnp.int32)
+  d_player = _apply_action(action, new_d, d_player, masks, d_grads, step, key, config)
+  new_state = DDSTState(window=ddst_state.window, d_density=new_d, br=br, action=action)
+  return new_state, d_player
+
+
+def _apply_action(action, new_d, d_player, masks, d_grads, step, key, config) -> Player:
+  """D after the controller's ``action``: kept, grown or pruned to ``new_d``, or exchanged."""
+  target = jnp.round(new_d * num_maskable(masks)).astype(jnp.int32)
   alive = count_alive(masks)
   rm = config.reset_moments
 
@@ -412,9 +418,7 @@ def ddst_control(
     return set_player_masks(player, new, reset_moments=rm)
 
   branch = jnp.clip(action, 0, 3)
-  d_player = jax.lax.switch(branch, (keep, grow, prune, exchange), d_player)
-  new_state = DDSTState(window=ddst_state.window, d_density=new_d, br=br, action=action)
-  return new_state, d_player
+  return jax.lax.switch(branch, (keep, grow, prune, exchange), d_player)
 
 
 # ----------------------------------------------------------------------------

@@ -107,11 +107,26 @@ def count_forward_flops(
       )
     run = apply_fn
 
-  weights: dict[str, float] = {}
-  fixed = 0.0
+  recorder = _LayerRecorder()
+  x1 = jax.ShapeDtypeStruct((1, *example_input.shape[1:]), example_input.dtype)
+  with nn.intercept_methods(recorder):
+    jax.eval_shape(run, variables, x1)
+  if not recorder.weights:
+    raise ValueError(
+      'no layer with a kernel was seen: count_forward_flops needs Flax Linen modules '
+      '(Dense/Conv/... or modules owning a kernel param).'
+    )
+  return FlopsTable(weights=recorder.weights, fixed=recorder.fixed)
 
-  def interceptor(next_fun, args, kwargs, context):
-    nonlocal fixed
+
+class _LayerRecorder:
+  """A Linen method interceptor adding up the FLOPs of every parameter-owning call."""
+
+  def __init__(self):
+    self.weights: dict[str, float] = {}
+    self.fixed = 0.0
+
+  def __call__(self, next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.method_name != '__call__' or not args or not hasattr(args[0], 'shape'):
       return out
@@ -122,28 +137,22 @@ def count_forward_flops(
       own = context.module.variables.get('params', {})
     except Exception:  # an unbound or parameterless module
       return out
-    p_in, p_out = _positions(tuple(args[0].shape)), _positions(tuple(y.shape))
-    prefix = '/'.join(str(p) for p in context.module.path)
+    self._add(
+      context.module.path, own, _positions(tuple(args[0].shape)), _positions(tuple(y.shape))
+    )
+    return out
+
+  def _add(self, module_path: tuple, own: Mapping, p_in: int, p_out: int) -> None:
+    prefix = '/'.join(str(p) for p in module_path)
     for name, leaf in own.items():
       if isinstance(leaf, Mapping) or name == 'embedding':
         continue
       size = math.prod(leaf.shape)
       path = f'{prefix}/{name}' if prefix else name
       if len(leaf.shape) >= 2:
-        weights[path] = weights.get(path, 0.0) + float(size * min(p_in, p_out))
+        self.weights[path] = self.weights.get(path, 0.0) + float(size * min(p_in, p_out))
       else:
-        fixed += float(size * p_out)
-    return out
-
-  x1 = jax.ShapeDtypeStruct((1, *example_input.shape[1:]), example_input.dtype)
-  with nn.intercept_methods(interceptor):
-    jax.eval_shape(run, variables, x1)
-  if not weights:
-    raise ValueError(
-      'no layer with a kernel was seen: count_forward_flops needs Flax Linen modules '
-      '(Dense/Conv/... or modules owning a kernel param).'
-    )
-  return FlopsTable(weights=weights, fixed=fixed)
+        self.fixed += float(size * p_out)
 
 
 def _densities_of(masks: PyTree | None) -> dict[str, float]:

@@ -430,44 +430,67 @@ def find_ticket(
 ) -> list[Ticket]:
   """Runs ``rounds`` rounds of IMP and returns the masks of every round.
 
-  Round ``r`` (``0 <= r < rounds``): ``params = rewind(rewind_params, masks)``
-  per network, ``trained = train_fn(params, masks, r)``, then the networks in
-  ``prune`` lose ``rate`` of their remaining weights by the magnitudes of
-  ``trained`` (:func:`imp_round`).
+  Round ``r``: ``params = rewind(rewind_params, masks)`` per network, ``trained =
+  train_fn(params, masks, r)``, then the networks in ``prune`` lose ``rate`` of their
+  remaining weights by the magnitudes of ``trained`` (:func:`imp_round`).
 
   Args:
-    train_fn: the caller's training, ``(params, masks, round) -> trained``,
-      both dicts by network name. It builds a fresh optimizer (and EMA) each
-      round (see :func:`rewind_state`), trains with the masks fixed on the
-      same limited data, and returns the params whose magnitudes decide the
-      pruning: the trained raw generator in the reference (the EMA's is the
-      caller's other choice).
-    init_params: ``{name: theta0}`` of every network (e.g. ``{'g': ...,
-      'd': ...}``).
-    rounds: number of train-then-prune rounds (``R``; the last mask has
-      density about ``(1 - rate)^R``).
-    prune: the networks to prune (default G only, the released limited-data
-      code); the others stay dense and are rewound every round.
-    rate: fraction of the remaining weights removed per round.
-    scope: ``'global'`` (per network) or ``'layer'``.
-    rounding: ``'round'`` or ``'floor'`` of ``rate * n_alive``.
-    rewind_params: the weights to rewind to (default ``init_params``; a
-      step-``k`` copy for late rewinding).
-    init_masks: starting masks per pruned network (default all alive over
-      the prunable set, :func:`dense_masks` with ``layers`` / ``filter_fn`` /
-      ``exclude``).
-    layers: kinds of :data:`LAYER_KINDS` to prune (default ``('conv',)``, the
-      reference: conv and transposed-conv kernels); e.g. ``('conv',
-      'dense')`` also prunes linear layers.
-    filter_fn: ``(path, leaf) -> bool`` replacing the ``layers`` rule.
-    exclude: regular expressions on leaf paths that stay dense.
-    on_round: called after each pruning with the new :class:`Ticket` (its
-      ``agreement`` compares the round's ranking with ``|rewind_params|``)
-      and the trained params of that round (e.g. to save both).
+    train_fn: ``(params, masks, round) -> trained``, dicts by network name. It trains on
+      the same limited data with the masks fixed and a fresh optimizer and EMA (see
+      :func:`rewind_state`), and returns the params whose magnitudes rank the pruning:
+      the trained raw generator in the reference (the EMA's is the caller's other choice).
+    init_params: ``{name: theta0}`` of every network (e.g. ``{'g': ..., 'd': ...}``).
+    rounds: number of train-then-prune rounds ``R`` (the last mask has density about
+      ``(1 - rate)^R``).
+    prune: the networks to prune (default G only, the released limited-data code); the
+      others stay dense and are rewound every round.
+    rate, scope, rounding: each round's pruning (:func:`imp_round`).
+    rewind_params: the weights to rewind to (default ``init_params``; a step-``k`` copy
+      for late rewinding).
+    init_masks: starting masks per pruned network (default all alive over the prunable
+      set, :func:`dense_masks` with ``layers`` / ``filter_fn`` / ``exclude``).
+    layers, filter_fn, exclude: the prunable set (:func:`dense_masks`; default the
+      reference's conv and transposed-conv kernels).
+    on_round: called after each pruning with the new :class:`Ticket` (its ``agreement``
+      compares the round's ranking with ``|rewind_params|``) and the round's trained
+      params (e.g. to save both).
 
   Returns:
     ``rounds + 1`` tickets; ``tickets[r].masks`` has been pruned ``r`` times.
   """
+  _check_search(init_params, rounds, prune, rate, scope, rounding, rewind_params)
+  rewind_params = init_params if rewind_params is None else rewind_params
+  masks: Masks = {
+    name: _start_masks(name, p, init_masks, layers, filter_fn, exclude) if name in prune else None
+    for name, p in init_params.items()
+  }
+  how = dict(rate=rate, scope=scope, rounding=rounding)
+  tickets = [_ticket(0, masks)]
+  for r in range(rounds):
+    trained, agreement, masks = _search_round(train_fn, rewind_params, masks, r, how)
+    tickets.append(_ticket(r + 1, masks, agreement))
+    if on_round is not None:
+      on_round(tickets[-1], trained)
+  return tickets
+
+
+def _search_round(train_fn, rewind_params, masks: Masks, r: int, how: dict):
+  """Round ``r`` of :func:`find_ticket`: ``(trained, agreement, pruned masks)``."""
+  params = {name: rewind(rewind_params[name], m) for name, m in masks.items()}
+  trained = train_fn(params, dict(masks), r)
+  agreement = {
+    name: init_agreement(rewind_params[name], trained[name], m, **how)
+    for name, m in masks.items()
+    if m is not None
+  }
+  pruned = {
+    name: None if m is None else imp_round(trained[name], m, **how) for name, m in masks.items()
+  }
+  return trained, agreement, pruned
+
+
+def _check_search(init_params, rounds, prune, rate, scope, rounding, rewind_params) -> None:
+  """Raises on :func:`find_ticket` arguments that cannot work, before any training."""
   if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
     raise ValueError(f'rounds must be an int >= 0, got {rounds!r}.')
   _check_rate(rate, rounding)
@@ -478,46 +501,25 @@ def find_ticket(
   missing = [n for n in prune if n not in init_params]
   if missing:
     raise ValueError(f'prune names {missing} are not networks of init_params ({names}).')
-  rewind_params = init_params if rewind_params is None else rewind_params
-  if set(rewind_params) != set(names):
+  if rewind_params is not None and set(rewind_params) != set(names):
     raise ValueError(
       f'rewind_params must have the networks of init_params ({names}), got {list(rewind_params)}.'
     )
 
-  masks: Masks = {}
-  for name in names:
-    if name not in prune:
-      masks[name] = None
-    elif init_masks is not None and init_masks.get(name) is not None:
-      check_masks(init_params[name], init_masks[name], where=f'find_ticket init_masks[{name!r}]')
-      masks[name] = init_masks[name]
-    else:
-      masks[name] = dense_masks(
-        init_params[name], layers=layers, filter_fn=filter_fn, exclude=exclude
-      )
-      if not jax.tree.leaves(masks[name]):
-        raise ValueError(
-          f'network {name!r} has no prunable leaf (layers/filter_fn/exclude left every leaf '
-          "dense); a network without convolutions needs layers=('conv', 'dense')."
-        )
 
-  tickets = [_ticket(0, masks)]
-  for r in range(rounds):
-    params = {name: rewind(rewind_params[name], masks[name]) for name in names}
-    trained = train_fn(params, dict(masks), r)
-    how = dict(rate=rate, scope=scope, rounding=rounding)
-    agreement = {
-      name: init_agreement(rewind_params[name], trained[name], m, **how)
-      for name, m in masks.items()
-      if m is not None
-    }
-    masks = {
-      name: None if m is None else imp_round(trained[name], m, **how) for name, m in masks.items()
-    }
-    tickets.append(_ticket(r + 1, masks, agreement))
-    if on_round is not None:
-      on_round(tickets[-1], trained)
-  return tickets
+def _start_masks(name, params, init_masks, layers, filter_fn, exclude) -> PyTree:
+  """Round 0's masks of a pruned network: ``init_masks[name]``, or all alive (prunable set)."""
+  given = None if init_masks is None else init_masks.get(name)
+  if given is not None:
+    check_masks(params, given, where=f'find_ticket init_masks[{name!r}]')
+    return given
+  masks = dense_masks(params, layers=layers, filter_fn=filter_fn, exclude=exclude)
+  if not jax.tree.leaves(masks):
+    raise ValueError(
+      f'network {name!r} has no prunable leaf (layers/filter_fn/exclude left every leaf '
+      "dense); a network without convolutions needs layers=('conv', 'dense')."
+    )
+  return masks
 
 
 def expected_alive(n0: int, rounds: int, rate: float = 0.2, rounding: str = 'round') -> list[int]:
