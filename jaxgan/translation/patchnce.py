@@ -175,16 +175,9 @@ def patch_nce_regularizer(
   Returns:
     The regularizer.
   """
-  if not isinstance(weight, int | float) or weight < 0:
-    raise ValueError(f'PatchNCE weight must be a float >= 0, got {weight!r} (CUT: 1.0).')
-  if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 2:
-    raise ValueError(
-      f'num_patches must be an int >= 2 (one positive and at least one negative), got '
-      f'{num_patches!r} (CUT: 256).'
-    )
-  if not isinstance(temperature, int | float) or not temperature > 0:
-    raise ValueError(f'PatchNCE temperature must be > 0, got {temperature!r} (CUT: 0.07).')
+  _check_settings(weight, num_patches, temperature)
   needed = ('source', 'target') if identity else ('source',)
+  how = dict(num_patches=num_patches, temperature=temperature)
 
   def regularizer(g_variables, d_variables, z, key):
     del d_variables
@@ -195,31 +188,40 @@ def patch_nce_regularizer(
         'pass identity=False to drop the target-domain identity term.'
       )
     if not identity:
-      return weight * nce_between(
-        g_module, g_variables, z['source'], key, num_patches=num_patches, temperature=temperature
-      )
-    source, target = z['source'], z['target']
-    if source.shape != target.shape:
-      raise ValueError(
-        f'PatchNCE identity term: z["source"] {source.shape} and z["target"] {target.shape} '
-        'must have one shape (G runs on both as one batch, as CUT does).'
-      )
-    # One G pass over [source; target] (CUT concatenates real A and real B the same way).
-    both = jnp.concatenate([source, target])
-    translated, feats_k = g_module.apply(g_variables, both, method='translate_and_encode')
-    feats_q = g_module.apply(g_variables, translated, method='encode')
-    n = source.shape[0]
-    total = 0.0
-    for half, k in zip((slice(None, n), slice(n, None)), jax.random.split(key)):
-      total = total + nce_from_features(
-        g_module,
-        g_variables,
-        [f[half] for f in feats_k],
-        [f[half] for f in feats_q],
-        k,
-        num_patches=num_patches,
-        temperature=temperature,
-      )
+      return weight * nce_between(g_module, g_variables, z['source'], key, **how)
+    total = _nce_source_and_target(g_module, g_variables, z['source'], z['target'], key, how)
     return weight * total / 2
 
   return regularizer
+
+
+def _check_settings(weight, num_patches, temperature) -> None:
+  if not isinstance(weight, int | float) or weight < 0:
+    raise ValueError(f'PatchNCE weight must be a float >= 0, got {weight!r} (CUT: 1.0).')
+  if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 2:
+    raise ValueError(
+      f'num_patches must be an int >= 2 (one positive and at least one negative), got '
+      f'{num_patches!r} (CUT: 256).'
+    )
+  if not isinstance(temperature, int | float) or not temperature > 0:
+    raise ValueError(f'PatchNCE temperature must be > 0, got {temperature!r} (CUT: 0.07).')
+
+
+def _nce_source_and_target(g_module, g_variables, source, target, key, how: dict) -> Array:
+  """``NCE(source, G(source)) + NCE(target, G(target))`` from one G pass over both."""
+  if source.shape != target.shape:
+    raise ValueError(
+      f'PatchNCE identity term: z["source"] {source.shape} and z["target"] {target.shape} '
+      'must have one shape (G runs on both as one batch, as CUT does).'
+    )
+  # One G pass over [source; target] (CUT concatenates real A and real B the same way).
+  both = jnp.concatenate([source, target])
+  translated, feats_k = g_module.apply(g_variables, both, method='translate_and_encode')
+  feats_q = g_module.apply(g_variables, translated, method='encode')
+  n = source.shape[0]
+  total = 0.0
+  for half, k in zip((slice(None, n), slice(n, None)), jax.random.split(key)):
+    total = total + nce_from_features(
+      g_module, g_variables, [f[half] for f in feats_k], [f[half] for f in feats_q], k, **how
+    )
+  return total
