@@ -1,42 +1,17 @@
 """DCGAN generators and discriminators for 28x28, 32x32 and 64x64 images.
 
-Architectures (``d`` = ``width``, ``C`` = image channels, ``up`` =
-:class:`jaxgan.nn.ConvTranspose4x4s2`, i.e. ``ConvTranspose2d(k=4, s=2, p=1)``):
-
-* **64x64**, the PyTorch DCGAN as in OSGAN's ``networks/dcgan.py`` (default
-  ``d = 128``). G: ``Project4x4(z -> 8d)`` (``ConvTranspose2d(k=4, s=1, p=0)`` on
-  1x1) -> ``up 4d`` -> ``up 2d`` -> ``up d`` (each BN + ReLU, the projection too) ->
-  ``up C`` -> tanh. D: ``conv4x4 s2 d`` + LReLU -> ``conv 2d`` -> ``conv 4d`` ->
-  ``conv 8d`` (each norm + LReLU) -> ``conv4x4 s1 p0 -> 1`` on the 4x4 map.
-* **32x32**, the "standard CNN" of Miyato et al. 2018 (SNGAN paper, Table 3;
-  default ``d = 64``). G: ``Dense(z -> 4*4*8d)`` -> BN + ReLU -> ``up 4d`` ->
-  ``up 2d`` -> ``up d`` (each BN + ReLU) -> ``conv3x3 C`` -> tanh. D:
-  ``conv3x3 d`` -> ``conv4x4 s2 d`` -> ``conv3x3 2d`` -> ``conv4x4 s2 2d`` ->
-  ``conv3x3 4d`` -> ``conv4x4 s2 4d`` -> ``conv3x3 8d`` (each LReLU; norm on all but
-  the first) -> ``Dense(4*4*8d -> 1)``. (Miyato used LReLU slope 0.1.)
-* **28x28** (MNIST; default ``d = 64``): G: ``Dense(z -> 7*7*4d)`` -> BN + ReLU ->
-  ``up 2d`` (14x14) + BN + ReLU -> ``up C`` (28x28) -> tanh. D: ``conv4x4 s2 2d``
-  (14x14) + LReLU -> ``conv4x4 s2 4d`` (7x7) + norm + LReLU -> ``Dense(7*7*4d -> 1)``.
-
-All conv/dense/transposed-conv kernels start from N(0, 0.02) and biases from 0
-(as the references); norm scales/biases start at 1/0. BatchNorm uses PyTorch's
+Radford, Metz and Chintala (ICLR 2016) as the OSGAN code builds it at 64x64 (default width 128),
+the "standard CNN" of Miyato et al. (ICLR 2018, Table 3) at 32x32 and a small MNIST pair at 28x28
+(default width 64); the class docstrings give the layers. All conv, dense and transposed-conv
+kernels start from N(0, 0.02) and biases from 0, as the references; BatchNorm uses PyTorch's
 momentum and epsilon. G always uses BatchNorm; D's normalization is one of
-:data:`jaxgan.nn.D_NORMS` (spectral normalization covers every D layer, the
-activation norms every layer but the first and the last). D's LeakyReLU slope is
-0.2.
+:data:`jaxgan.nn.D_NORMS` (spectral normalization covers every D layer, the activation norms every
+layer but the first and the last) and its LeakyReLU slope is 0.2.
 
-Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on the output of
-its first layer (the projection, before BN); D calls it on the input of its last
-linear layer. Without a ``'perturbations'`` collection in the variables these are
-no-ops.
-
-Self-supervised heads (:mod:`jaxgan.models.selfsup`, field ``aux_head``): D's
-global feature is the flattened vector entering its last linear layer (for 64x64,
-the flattened ``conv4`` map), its local feature map an intermediate activation:
-``conv1`` (14x14) for 28x28, ``conv4`` (8x8) for 32x32, ``conv3`` (8x8) for 64x64.
-The global InfoMax head's hidden layer has ``infomax_dim`` units (an F -> F layer
-on the flattened feature, as Mimicry's SNGAN-sized head, would be far too large).
-With the default ``aux_head='none'`` nothing changes.
+Both mark AdvAug's feature with ``self.perturb('features', h)`` (a no-op without a
+``'perturbations'`` collection). D's self-supervised heads (field ``aux_head``,
+:mod:`jaxgan.models.selfsup`) add parameters and outputs only when asked; with the default
+``aux_head='none'`` nothing changes.
 """
 
 from __future__ import annotations
@@ -83,8 +58,19 @@ def _width(image_size: int, width: int | None, where: str) -> int:
 class DCGANGenerator(nn.Module):
   """DCGAN generator: latents ``[B, nz]`` -> images ``[B, S, S, channels]`` in [-1, 1].
 
+  With ``d = width``, ``C = channels`` and ``up`` = :class:`jaxgan.nn.ConvTranspose4x4s2`
+  (``ConvTranspose2d(k=4, s=2, p=1)``), each ``up`` but the last followed by BN + ReLU:
+
+  * 64x64 (OSGAN's ``networks/dcgan.py``): ``Project4x4(z -> 8d)`` (``ConvTranspose2d(k=4, s=1,
+    p=0)`` on 1x1) + BN + ReLU -> ``up 4d`` -> ``up 2d`` -> ``up d`` -> ``up C`` -> tanh.
+  * 32x32 (Miyato et al., ICLR 2018, Table 3): ``Dense(z -> 4*4*8d)`` + BN + ReLU -> ``up 4d`` ->
+    ``up 2d`` -> ``up d`` -> ``conv3x3 C`` -> tanh.
+  * 28x28 (MNIST): ``Dense(z -> 7*7*4d)`` + BN + ReLU -> ``up 2d`` (14x14) -> ``up C`` -> tanh.
+
+  AdvAug's feature hook ``self.perturb('features', h)`` is the projection's output, before BN.
+
   Attributes:
-    image_size: 28, 32 or 64 (architectures in the module docstring).
+    image_size: 28, 32 or 64.
     channels: output image channels.
     width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
     upsample: ``'fast'`` (:func:`jaxgan.nn.conv_transpose_4x4s2`) or ``'stock'``
@@ -179,9 +165,21 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
   """DCGAN discriminator: images ``[B, S, S, C]`` -> logits ``[B]``.
 
+  With ``d = width``, each conv followed by the norm (not on the first) and LeakyReLU:
+
+  * 64x64: ``conv4x4 s2`` to ``d``, ``2d``, ``4d``, ``8d`` -> ``conv4x4 s1 p0 -> 1`` on the 4x4 map.
+  * 32x32 (Miyato et al., ICLR 2018, Table 3; their LReLU slope is 0.1): ``conv3x3 d`` ->
+    ``conv4x4 s2 d`` -> ``conv3x3 2d`` -> ``conv4x4 s2 2d`` -> ``conv3x3 4d`` ->
+    ``conv4x4 s2 4d`` -> ``conv3x3 8d`` -> ``Dense(4*4*8d -> 1)``.
+  * 28x28: ``conv4x4 s2 2d`` (14x14) -> ``conv4x4 s2 4d`` (7x7) -> ``Dense(7*7*4d -> 1)``.
+
+  AdvAug's feature hook is the input of the last layer. Self-supervised heads
+  (:mod:`jaxgan.models.selfsup`): the global feature is the flattened input of the last layer,
+  the local map ``conv1`` (14x14) for 28x28, ``conv4`` (8x8) for 32x32, ``conv3`` (8x8) for
+  64x64; the global InfoMax head's hidden layer has ``infomax_dim`` units.
+
   Attributes:
-    image_size: 28, 32 or 64 (architectures in the module docstring); inputs
-      must have this height and width.
+    image_size: 28, 32 or 64; inputs must have this height and width.
     width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
     norm: one of :data:`jaxgan.nn.D_NORMS` ('batch' is the DCGAN default;
       'group' is OSGAN's ``dcgan_gn`` for one-stage training with asymmetric

@@ -4,7 +4,7 @@ Both return a *density tree*: the params' layout with a float at each maskable
 leaf and ``None`` at dense leaves (see :mod:`jaxgan.sparse._masks`). They read
 only shapes, so they accept ``jax.ShapeDtypeStruct`` trees and run on the host.
 
-ERK (Erdős–Rényi-kernel, RigL; the reference's default, ddst.md §2): layer
+ERK (Erdős–Rényi-kernel, Evci et al., ICML 2020; the DDST reference's default): layer
 ``l`` with shape ``s`` gets density ``eps * (sum(s) / prod(s)) ** power``, the
 kernel dimensions included in both sum and product, with ``eps`` solved so that
 ``sum_l d_l * N_l = d * N``. A layer whose density would exceed 1 is made dense

@@ -6,7 +6,7 @@ of the leaf's shape where the leaf is sparsified (``True`` = weight alive), and
 filter on the leaf's path (``'Dense_0/kernel'``) and the leaf itself:
 :func:`default_filter` keeps the conv/linear kernels (``ndim >= 2``) and leaves
 dense the biases, normalization scales, embedding tables and any leaf whose
-path names a ``gain`` or a ``classifier`` (the reference's rule, ddst.md §2).
+path names a ``gain`` or a ``classifier`` (the DDST/ADAPT reference's rule).
 A user adds names to keep dense with ``exclude`` (regular expressions searched
 in the path) or replaces the rule with ``filter_fn``.
 
@@ -36,7 +36,7 @@ PyTree = Any
 Array = jax.Array
 FilterFn = Callable[[str, Any], bool]
 
-# Path components that mark a leaf as dense in the reference code (ddst.md §2).
+# Path components that mark a leaf as dense in the DDST/ADAPT reference code.
 DENSE_NAME_PARTS = ('embed', 'gain', 'classifier')
 SAMPLINGS = ('exact', 'bernoulli')
 

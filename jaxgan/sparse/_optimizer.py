@@ -1,24 +1,17 @@
 """An optax transformation that keeps pruned weights exactly zero.
 
 :func:`masked_optimizer` wraps any optax transformation (a chain with Adam, weight decay,
-clipping, schedules...). Its state, :class:`SparseState`, carries the masks
-next to the inner state, so a player's ``opt_state`` holds everything about
-its sparsity and one checkpoint of the :class:`~jaxgan.state.GANState` is
-complete. Each update returns ``where(mask, u, -params)``, so that
-``params + update`` is exactly ``0.0`` at every pruned weight whatever the
-inner optimizer did there (Adam moments, decoupled weight decay, momentum).
+clipping, schedules...). Its state, :class:`SparseState`, carries the masks next to the inner
+state, so a player's ``opt_state`` holds everything about its sparsity and one checkpoint of the
+:class:`~jaxgan.state.GANState` is complete. Each update returns ``where(mask, u, -params)``, so
+that ``params + update`` is exactly ``0.0`` at every pruned weight whatever the inner optimizer
+did there (Adam moments, decoupled weight decay, momentum).
 
-Gradient modes (sparse_training.md §3):
-
-* ``'dense'`` (the reference, ADAPT): the inner optimizer sees the dense
-  gradient, so Adam's moments of pruned weights keep evolving ("shadow"
-  moments) and a regrown weight inherits them.
-* ``'masked'`` (jaxpruner): the inner optimizer sees the gradient zeroed at
-  pruned weights, so their moments only decay.
-
-Helpers find the state inside any chain: :func:`find_mask_state`,
-:func:`get_masks`, :func:`replace_masks` (optionally zeroing the moments of
-newly alive weights, RigL-style, with :func:`reset_moments`).
+Gradient modes: ``'dense'`` (the DDST/ADAPT reference) gives the inner optimizer the dense
+gradient, so Adam's moments of pruned weights keep evolving and a regrown weight inherits them;
+``'masked'`` (jaxpruner, the lottery-ticket code) zeroes the gradient at pruned weights first.
+:func:`find_mask_state`, :func:`get_masks` and :func:`replace_masks` (optionally zeroing the
+moments of newly alive weights with :func:`reset_moments`) find the state inside any chain.
 """
 
 from __future__ import annotations
@@ -91,8 +84,8 @@ def masked_optimizer(
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(
-        'jaxgan.sparse.masked_optimizer needs the params in update (tx.update(grads, state, params)) '
-        'to keep pruned weights at exactly zero.'
+        'jaxgan.sparse.masked_optimizer needs the params in update '
+        '(tx.update(grads, state, params)) to keep pruned weights at exactly zero.'
       )
     masks = state.masks
     grads = updates if grad_mode == 'dense' else apply_masks(updates, masks)
@@ -118,8 +111,8 @@ def find_mask_state(opt_state: PyTree) -> SparseState | None:
   found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_sparse_state) if _is_sparse_state(x)]
   if len(found) > 1:
     raise ValueError(
-      f'the optimizer state holds {len(found)} jaxgan.sparse.masked_optimizer transformations; wrap the '
-      'whole chain once: masked_optimizer(optax.chain(...), masks).'
+      f'the optimizer state holds {len(found)} jaxgan.sparse.masked_optimizer transformations; '
+      'wrap the whole chain once: masked_optimizer(optax.chain(...), masks).'
     )
   return found[0] if found else None
 

@@ -1,29 +1,17 @@
 """Prune and regrow: pure, jit-compiled, exact in count, with traced counts.
 
-Mask-level primitives work on mask trees (:mod:`jaxgan.sparse._masks`):
+Mask-level primitives: :func:`prune_by_magnitude` (remove the ``k`` alive weights of smallest
+``|w|``), :func:`grow_by_score` (revive the ``k`` dead positions of largest score: ``|grad|`` for
+RigL, uniform noise for SET), :func:`dst_masks` (prune ``floor(f * n_alive)``, then grow as many
+among the positions dead after the prune, the DDST reference's rule) and :func:`set_count_masks`
+(grow or prune to an exact count). ``scope='global'`` ranks across all masked leaves (the
+reference), ``scope='layer'`` inside each leaf (RigL, jaxpruner). Ties are broken by position, so
+counts are exact; counts and fractions may be traced, so nothing recompiles when they change.
 
-* :func:`prune_by_magnitude`: remove the ``k`` alive weights of smallest
-  ``|w|``;
-* :func:`grow_by_score`: make alive the ``k`` dead positions of largest score
-  (``|grad|`` for RigL, uniform noise for SET);
-* :func:`dst_masks`: one DST exchange, prune ``floor(f * n_alive)`` then grow
-  back the same number; the grow candidates are the positions dead *after* the
-  prune, so a just-pruned weight may come back (the reference's rule);
-* :func:`set_count_masks`: grow (by score) or prune (by magnitude) to an exact
-  alive count.
-
-``scope='global'`` ranks across all masked leaves of the network at once (the
-reference, ADAPT: per-layer densities drift), ``scope='layer'`` ranks inside
-each leaf (RigL/jaxpruner: per-layer counts fixed). Selection is by rank with
-ties broken by position, so counts are exact; counts and fractions may be
-traced values, and none of these functions recompiles when they change.
-
-Player-level functions (:func:`dst_update`, :func:`set_density`) read the
-masks from the player's optimizer state (:func:`jaxgan.sparse.masked_optimizer`), write
-the new masks there, zero the pruned weights, start the newly grown weights at
-exactly 0, and optionally zero the optimizer moments of the newly grown
-weights (``reset_moments``; the reference leaves them untouched, ddst.md §2).
-They are ``jax.jit``-compiled with the string/bool options static.
+Player-level functions (:func:`dst_update`, :func:`set_density`) read and write the masks in the
+player's optimizer state (:func:`jaxgan.sparse.masked_optimizer`), zero the pruned weights, start
+the grown ones at exactly 0 and optionally zero their optimizer moments (``reset_moments``; the
+reference leaves them). ``docs/TECHNIQUES.md`` (Sparse training).
 """
 
 from __future__ import annotations

@@ -1,42 +1,22 @@
-"""SDST and DDST/ADAPT: G's dynamic masks and the BR-driven density of D.
+"""SDST and DDST/ADAPT: G's dynamic masks and the balance-ratio-driven density of D.
 
-Variants (ddst.md §0; :func:`ddst_config` builds each with the reference's
-defaults):
+Wang, Wu, Hovakimyan and Sun, "Balanced Training for Sparse GANs" (NeurIPS 2023; v1 "Double
+Dynamic Sparse Training for GANs"). :func:`ddst_config` builds the variants ``'static'``,
+``'sdst'``, ``'dda'``, ``'relax'`` and ``'strict'`` with the authors' released defaults;
+``docs/TECHNIQUES.md`` (Sparse training) gives the balance ratio, the controller and the sources.
 
-==========  ===============================  ===================================
-variant     G                                D
-==========  ===============================  ===================================
-static      fixed sparse mask                fixed sparse mask
-sdst        prune/regrow every 500 it.       fixed (static-sparse or dense)
-dda         fixed                            density driven by BR (cap 1.0)
-relax       prune/regrow every 500 it.       density driven by BR (cap 1.0)
-strict      prune/regrow every 500 it.       BR-driven, cap 0.5; at the cap a D
-                                             prune/regrow step instead of growth
-==========  ===============================  ===================================
-
-The controller (ddst.md §4.2), run every ``d_control_every`` iterations once
-the BR window is full: ``BR >= br_upper`` (D too weak) grows D by
-``d_density_step`` (dense gradient ranking) up to the cap, or in strict mode at
-the cap exchanges a cosine-scheduled fraction of D's weights; ``BR <=
-br_lower`` (D too strong) prunes D by magnitude down to ``d_density_min``;
-otherwise nothing changes. Ranking is global over D's layers.
-
-How the loop uses it (iteration ``t`` = ``state.step`` after the step; the
-reference's order, ddst.md §4.3)::
+How the loop uses it (iteration ``t`` = ``state.step`` after the step; the reference's order)::
 
     state = sparse.init_sparse_state(state, cfg)          # once, after create_state
-    ...
     state, metrics = step(state, batch)                   # measure_balance=True
     state, logs = sparse.sparse_after_step(
         state, metrics, t, cfg, g_grads_fn=..., d_grads_fn=...)
 
-:func:`sparse_after_step` pushes the BR triple (every ``br_freq``), runs G's
-prune/regrow when :func:`g_update_due` and D's controller when
-:func:`d_control_due` (host-side checks of ``t``: the per-step program never
-changes), masks the EMA with G's new mask (SEMA, ddst.md §2), and returns
-scalars to log. The D density, the BR window and the masks live in the state
-(``state.extra['ddst']`` and the optimizer states), so a resumed run continues
-the same schedule.
+:func:`sparse_after_step` pushes the BR triple, runs G's prune/regrow when :func:`g_update_due`
+and D's controller when :func:`d_control_due` (host-side checks of ``t``: the per-step program
+never changes) and masks G's EMA with G's new mask. The D density, the BR window and the masks live
+in the state (``state.extra['ddst']`` and the optimizer states), so a resumed run continues the
+same schedule.
 """
 
 from __future__ import annotations
@@ -116,7 +96,7 @@ _D_KEY_TAG = 0xDDC7
 class DDSTConfig:
   """Sparse GAN training settings; defaults are the reference's ADAPT_relax.
 
-  Values from the released scripts (CIFAR-10 SNGAN; ddst.md §5).
+  Values from the authors' released scripts (CIFAR-10 SNGAN).
 
   Attributes:
     total_steps: run length ``T`` in iterations (``max_iter``, 100k).

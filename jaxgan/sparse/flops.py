@@ -1,29 +1,14 @@
-"""FLOPs of dense and sparse G and D, counted as the reference's tables count them.
+"""FLOPs of dense and sparse G and D, counted as the DDST/ADAPT reference's tables count them.
 
-The reference (ADAPT's ``flops_calculator``; ddst.md §6) counts, per example
-and forward pass:
-
-* a linear or conv kernel: one FLOP per multiply-accumulate, i.e.
-  ``kernel.size * (output positions)``, scaled by the layer's density;
-* a bias: ``features * (output positions)``; BatchNorm: ``features *
-  (positions)`` for the scale and again for the bias (never sparse);
-* nothing for activations, pooling, upsampling or embeddings.
-
-Here a layer is any Flax module called with an array that directly owns
-parameters; its calls are recorded with ``nn.intercept_methods`` under
-``jax.eval_shape`` (nothing is computed). A kernel with ``ndim >= 2`` costs
-``kernel.size * min(P_in, P_out)`` where ``P`` is the number of spatial
-positions of the input/output: ``P_out`` for ordinary and strided
-convolutions and dense layers, ``P_in`` for transposed (upsampling)
-convolutions, which is their true MAC count. (The reference skips PyTorch's
-``ConvTranspose2d`` entirely; its tables use SNGAN/BigGAN, which have none.)
-
-Per training iteration the reference multiplies G's forward by
-``bs_D * n_critic + 3 * bs_G`` (one forward per D step, forward + backward for
-G's step) and D's by ``3 * bs_D * n_critic + bs_G``. Over a run it adds D's
-per-iteration count once per *D step* (``n_critic`` times per iteration); use
-:func:`reference_training_flops` to reproduce its totals (e.g. 2.67e17 for
-dense CIFAR-10 SNGAN, 100k iterations, ``bs_D`` 64, ``bs_G`` 128).
+Wang et al., "Balanced Training for Sparse GANs" (NeurIPS 2023), Table 3, computed by the
+authors' ``flops_calculator``: per example and forward, a linear or conv kernel costs one FLOP per
+multiply-accumulate scaled by its density, biases and BatchNorm parameters ``features *
+positions``, activations, pooling and embeddings nothing. :func:`count_forward_flops` finds the
+layers by intercepting Flax calls under ``jax.eval_shape`` (nothing is computed); a transposed
+convolution costs ``kernel.size * P_in``, its true multiply-accumulate count (the reference skips
+``ConvTranspose2d``). :func:`gan_iteration_flops` scales G by ``bs_D * n_critic + 3 * bs_G`` and D
+by ``3 * bs_D * n_critic + bs_G`` per iteration, and :func:`reference_training_flops` totals a run
+as the reference does (2.67e17 for dense CIFAR-10 SNGAN). ``docs/TECHNIQUES.md`` (Sparse training).
 """
 
 from __future__ import annotations

@@ -1,58 +1,18 @@
 """Lottery tickets of GANs: iterative magnitude pruning (IMP) with rewinding.
 
-Stage I of Chen et al. (NeurIPS 2021, lottery.md §1): starting from all-alive
-masks and a fixed initialisation ``theta0``, repeat
+Chen, Cheng, Gan, Liu and Wang, "Data-Efficient GAN Training Beyond (Just) Augmentations: A
+Lottery Ticket Perspective" (NeurIPS 2021), Algorithm 1 and Section 3.2. :func:`find_ticket`
+repeats: rewind to ``theta0 * mask`` (fresh optimizer state, EMA = rewound G), train with the masks
+fixed (the caller's ``train_fn``), prune ``rate`` (20%) of the remaining weights by ``|w|`` across
+the network (:func:`imp_round`). Masks are nested and every round's masks are kept.
 
-1. rewind: weights ``theta0 * mask`` (or a saved step-``k`` copy instead of
-   ``theta0``: late rewinding), fresh optimizer state, EMA = rewound G;
-2. train on the same (small) data, the masks fixed;
-3. prune ``rate`` (default 20 %) of the *remaining* weights of every pruned
-   network by ``|w|``, ranked across the network (``scope='global'``, the
-   reference) or inside each layer (``scope='layer'``).
-
-Masks are nested (each round's mask is a subset of the previous one) and every
-round's masks are kept, so a ticket of any sparsity can be retrained (Stage
-II: the ticket's masks fixed, rewound weights, DiffAugment and AdvAug in the
-game; that wiring lives in the training loop, see :func:`rewind_state`).
-
-**Counts.** A round prunes ``k = round(rate * n_alive)`` weights (Python's
-``round``, half to even, as torch's ``L1Unstructured`` with a float amount),
-or ``floor`` with ``rounding='floor'`` (the BigGAN code's ``int``). With
-``scope='global'``, ``n_alive`` is the network's alive count; with
-``scope='layer'`` each maskable leaf uses its own. So after ``R`` rounds
-``n_R = n_{R-1} - round(rate * n_{R-1})``: exactly ``(1 - rate)^R * n_0``
-whenever every ``rate * n_r`` is an integer (e.g. ``rate = 0.2`` and ``n_0``
-divisible by ``5^R``), and within ``0.5 / rate`` weights of it otherwise
-(the per-round errors shrink geometrically). Ties in ``|w|`` are broken by
-position (the later weight goes first), so counts are exact.
-
-**What is pruned** (the *prunable set*): by default the convolution and
-transposed-convolution kernels only, as the authors' code (``Conv2d`` and
-``ConvTranspose2d`` weights; G's first linear layer, embeddings, norm params
-and biases are never pruned, and the paper's "remaining weights" count conv
-weights only). A conv kernel is recognised as a 4-D leaf ``[kh, kw, in,
-out]``: Flax ``Conv`` / ``ConvTranspose``, :class:`jaxgan.nn.ConvTranspose4x4s2`,
-:class:`jaxgan.nn.Project4x4` (a ``ConvTranspose2d`` on a 1x1 input) and
-StyleGAN2's modulated-conv ``weight`` all are; a 2-D Dense kernel (e.g. the
-28x28 and 32x32 DCGAN G's ``project``) is not. ``layers`` names the kinds to
-prune (:data:`LAYER_KINDS`: ``'conv'``, ``'dense'``, ``'embed'``; see
-:func:`layer_kind`); ``exclude`` (regular expressions on the leaf path) keeps
-chosen leaves dense, ``filter_fn`` replaces the rule. ``prune=('g',)`` (the
-default) leaves D dense and resets it to ``phi0`` every round, as the released
-limited-data code does.
-
-**Which weights rank the pruning** is the caller's ``train_fn``'s choice; the
-reference ranks the trained raw G that the next round rewinds (SNGAN
-``pruning_generate(gen_net)``, BigGAN likewise); the SNGAN code also prunes its
-EMA copy by the EMA's own magnitudes and hands that mask to Stage II. Each
-round's :attr:`Ticket.agreement` says how close the round came to pruning at
-initialisation (:func:`init_agreement`: the rank correlation of ``|theta0|``
-and the trained ``|w|``, and the overlap of the pruned set with the one
-``|theta0|`` would pick).
-
-Networks are handled by name: :func:`find_ticket` takes ``{'g': theta0, 'd':
-phi0}`` (any names) and prunes those in ``prune``, each with its own global
-ranking.
+Defaults follow the authors' code: only conv and transposed-conv kernels are prunable
+(:func:`layer_kind`, :data:`LAYER_KINDS`), only G is pruned (D is reset to ``phi0`` each round),
+the count is ``round(rate * n_alive)`` with ties broken by position (exact), and the trained raw G
+ranks the pruning. :func:`init_agreement` measures how close a round comes to pruning at
+initialisation. Stage II trains a ticket with :func:`rewind_state` and a
+``jaxgan.sparse.masked_optimizer(..., grad_mode='masked')``. ``docs/TECHNIQUES.md`` (Lottery
+tickets) has the counts, the prunable set and the semantics choices.
 """
 
 from __future__ import annotations
@@ -390,8 +350,8 @@ def rewind_state(
       check_masks(p.params, m, where=f'rewind_state masks[{name!r}]')
       if find_mask_state(opt_state) is None:
         raise ValueError(
-          f"rewind_state: {name}'s optimizer has no sparse masks; build it as "
-          "jaxgan.sparse.masked_optimizer(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
+          f"rewind_state: {name}'s optimizer has no sparse masks; build it as jaxgan.sparse."
+          "masked_optimizer(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
         )
       opt_state = replace_masks(opt_state, m)
     return p.replace(params=params, opt_state=opt_state)
