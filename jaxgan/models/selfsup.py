@@ -1,10 +1,11 @@
 """Self-supervised heads of the discriminators (SSGAN rotation, InfoMax-GAN projections).
 
 :class:`~jaxgan.models.sngan.SNGANDiscriminator` and
-:class:`~jaxgan.models.dcgan.DCGANDiscriminator` take a field ``aux_head``, one of :data:`AUX_HEADS`. With ``'none'`` (the default) the module,
-its parameters and outputs are exactly the plain discriminator's. Otherwise D gets parameters
-created at ``init`` and outputs selected with ``__call__(x, train, output=...)``; the default
-``output='logits'`` returns only the logits ``[B]`` and does not run the heads.
+:class:`~jaxgan.models.dcgan.DCGANDiscriminator` take a field ``aux_head``, one of
+:data:`AUX_HEADS`. With ``'none'`` (the default) the module, its parameters and outputs are
+exactly the plain discriminator's. Otherwise D gets parameters created at ``init`` and outputs
+selected with ``__call__(x, train, output=...)``; the default ``output='logits'`` returns only the
+logits ``[B]`` and does not run the heads.
 
 * ``'rotation'`` (SSGAN, Chen et al., CVPR 2019; Mimicry's ``SSGANDiscriminator``): a linear
   layer ``l_y`` from D's global feature (the input of its last linear layer) to 4 rotation logits.

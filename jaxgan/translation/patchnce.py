@@ -1,25 +1,20 @@
 """PatchNCE, CUT's contrastive content loss (Park et al., ECCV 2020), as a G regularizer.
 
-For each NCE layer ``l`` of the generator's encoder, the same ``P = min(num_patches,
-h_l * w_l)`` spatial positions (one random permutation per layer, shared by the whole
-batch) are taken from the features of the source ``x`` (keys) and of the translation
-``G(x)`` (queries); both go through the layer's projection head (2-layer MLP, L2
-normalized, inside G's params). For image ``b`` and position ``i`` with query
-``q_bi`` and keys ``k_bj`` (``k`` without gradient):
+For each NCE layer ``l`` of G's encoder the same ``P = min(num_patches, h_l * w_l)`` positions
+(one random permutation per layer, shared by the batch) are taken from the features of the source
+``x`` (keys, no gradient) and of ``G(x)`` (queries), both through the layer's projection head. For
+image ``b`` and position ``i``::
 
     loss_bi = -log( exp(q_bi . k_bi / T) / sum_j exp(q_bi . k_bj / T) )
 
-the positive being the same position, the negatives the other ``P - 1`` positions of
-the same image (CUT's default, ``nce_includes_all_negatives_from_minibatch=False``). The
-layer loss is the mean over ``b, i``; the NCE loss is the mean over layers. CUT masks
-the positive out of its negatives with a logit of ``-10 / T``; the sum above counts it
-once, which differs by ``exp(-10 / 0.07)`` (below float precision).
+the negatives being the other ``P - 1`` positions of the same image (CUT's default). The layer
+loss is the mean over ``b, i``, the NCE loss the mean over layers. CUT masks the positive out of
+its negatives with a logit of ``-10 / T``; counting it once instead differs by ``exp(-10 / 0.07)``.
 
-Settings (CUT's defaults): ``temperature`` T = 0.07, ``num_patches`` = 256, layers 0,
-4, 8, 12, 16 (:mod:`jaxgan.translation.models`), heads of 256 units, ``lambda_NCE`` = 1
-and the identity term (``nce_idt``): the same loss between ``y`` and ``G(y)`` for real
-target-domain images ``y``, averaged with the main one: ``lambda_NCE * (NCE(x, G(x)) +
-NCE(y, G(y))) / 2``.
+Settings (CUT's defaults): ``T = 0.07``, 256 patches, layers 0, 4, 8, 12, 16
+(:mod:`jaxgan.translation.models`), 256-unit heads, ``lambda_NCE = 1`` and the identity term:
+``lambda_NCE * (NCE(x, G(x)) + NCE(y, G(y))) / 2`` for real target images ``y``.
+``docs/TECHNIQUES.md`` (CUT).
 """
 
 from __future__ import annotations
