@@ -1,4 +1,4 @@
-"""Data for jaxgan: tfds random-access sources, offline datasets, toy mixtures, the input pipeline.
+"""Data for jaxgan: tfds random-access sources, offline datasets, toy mixtures, batching.
 
 * :func:`load_arrays` ``(name, split)`` -> ``{'image': uint8 [N, H, W, C],
   'label': int64 [N]}`` for ``'mnist5k'``, ``'digits8x8'``,
@@ -9,16 +9,15 @@
   :func:`mixture_spec` gives the centres and std.
 * :func:`subset` for limited-data runs; :func:`to_float`, :func:`to_uint8`,
   :func:`pad_to` for pixels.
-* :class:`Batches`: the grain input pipeline: deterministic, resumable, per-process
-  minibatches.
+* :class:`Batches`: deterministic, resumable, per-process minibatches.
 
-Importing this package is cheap: tensorflow_datasets, scikit-learn and grain
-are imported only when a dataset is read or prepared, or batches are made.
+Importing this package is cheap: tensorflow_datasets and scikit-learn are
+imported only when a dataset is read or prepared.
 """
 
+from jaxgan.data.batching import Batches
 from jaxgan.data.catalog import OFFLINE_DATASETS, load_arrays, prepare
 from jaxgan.data.images import pad_to, to_float, to_uint8
-from jaxgan.data.pipeline import Batches
 from jaxgan.data.stacked_mnist import stack_digits
 from jaxgan.data.subset import holdout_split, subset, subset_indices
 from jaxgan.data.tfds_source import DatasetNotPreparedError, default_data_dir, open_source

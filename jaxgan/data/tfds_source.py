@@ -313,15 +313,6 @@ def open_source(
     raise DatasetNotPreparedError(not_prepared_message(name, split, dirs)) from e
 
 
-def read_examples(source: Sequence[Any], keys: list[int]) -> list[Any]:
-  """``[source[i] for i in keys]``, in one batched read where the source has one."""
-  try:
-    return list(source.__getitems__(keys))  # batched array_record reads
-  except (AttributeError, TypeError):
-    # Sources without a working batched read (e.g. under tfds.testing.mock_data).
-    return [source[i] for i in keys]
-
-
 def read_all(
   source: Sequence[Any], *, name: str = 'dataset', chunk: int = 4096
 ) -> dict[str, np.ndarray]:
@@ -342,7 +333,12 @@ def read_all(
     raise ValueError(f'{name}: the split is empty.')
   examples = []
   for start in range(0, n, chunk):
-    examples.extend(read_examples(source, list(range(start, min(start + chunk, n)))))
+    keys = list(range(start, min(start + chunk, n)))
+    try:
+      examples.extend(source.__getitems__(keys))  # batched array_record reads
+    except (AttributeError, TypeError):
+      # Sources without a working batched read (e.g. under tfds.testing.mock_data).
+      examples.extend(source[i] for i in keys)
   first = examples[0]
   if 'image' not in first:
     raise ValueError(f"{name}: examples have no 'image' feature (features: {sorted(first)}).")

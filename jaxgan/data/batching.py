@@ -1,57 +1,31 @@
-"""The input pipeline: grain over in-memory arrays or a tfds random-access source.
+"""Deterministic, resumable minibatches, each process taking its rows of the global batch.
 
-One ``grain.MapDataset`` gives the example order, each process's shard, the
-reading threads and the iterator state that a checkpoint stores::
+Epoch ``e`` visits the examples in the order
+``np.random.default_rng([seed, e]).permutation(N)`` (or ``0..N-1`` without
+shuffling); global batch ``t`` of the epoch is that order's rows
+``[t B, (t + 1) B)``. Process ``p`` of ``P`` keeps rows
+``[p B/P, (p + 1) B/P)`` of every global batch, so the processes' batches are
+disjoint and together form the global batch, whatever ``P`` is.
 
-  grain.MapDataset.range(N).shuffle(s).repeat()   # example ids, reshuffled every epoch
-    .batch(B // P)[p::P]                          # process p: block p of each global batch
-    .map(read)                                    # its rows, images as float32 in [-1, 1]
-    .to_iter_dataset(ReadOptions(...))            # prefetching; get_state / set_state
-
-Order: epoch ``e`` is grain's permutation of the ``N`` examples for shuffle seed
-``s`` and epoch ``e`` (``s`` is derived from ``seed``, so that nearby seeds do
-not replay each other's epochs shifted by one: grain seeds epoch ``e`` with
-``s + e``). The epochs follow each other without a break, and global batch
-``t`` holds positions ``[t B, (t + 1) B)`` of that sequence: a batch may span
-two epochs and no example is dropped.
-
-Processes: process ``p`` of ``P`` receives rows ``[p B/P, (p + 1) B/P)`` of
-every global batch and reads only those rows, so the global batch (and a run's
-result) does not depend on how many processes share it.
-
-Position: the iterator state is grain's, ``{'next_index': k}`` after ``k``
-batches, saved together with the fields that fix the order (dataset size,
-batch size, seed, shuffling); :meth:`Batches.set_state` refuses a position
-saved over other data.
+The position is one integer, the number of global batches already produced;
+an iterator restored at position ``k`` (``set_state`` or ``start_step=k``)
+yields exactly what an uninterrupted iterator yields from ``k`` on.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxgan.data.images import to_float
-from jaxgan.data.tfds_source import read_examples
-
-log = logging.getLogger(__name__)
-
-# Fields saved with the position: a position means the same batches only with these unchanged.
-ORDER_FIELDS = ('num_examples', 'batch_size', 'seed', 'shuffle')
 
 
 def _positive_int(name: str, value) -> int:
   if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
     raise ValueError(f'{name} must be a positive integer; got {value!r}.')
   return int(value)
-
-
-def shuffle_seed(seed: int) -> int:
-  """The 32-bit grain shuffle seed of a run seed (a hash: seeds 0 and 1 share no epochs)."""
-  return int(np.random.SeedSequence(seed).generate_state(1)[0])
 
 
 def _as_batch(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,7 +43,7 @@ def _as_batch(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class Batches:
-  """An endless, deterministic, resumable iterator over minibatches, read by grain.
+  """An endless, deterministic, resumable iterator over minibatches.
 
   Example::
 
@@ -79,30 +53,28 @@ class Batches:
     batches.set_state(position)     # after a restart: continue exactly here
 
   Args:
-    data: either ``{'image': [N, ...], 'label': [N], ...}`` numpy arrays, or a
-      random-access source (``len`` and ``source[i] -> dict``, e.g.
-      :func:`jaxgan.data.open_source`), of which a process reads only its own
-      rows (in one batched read when the source has ``__getitems__``).
+    data: either ``{'image': [N, ...], 'label': [N], ...}`` numpy arrays (rows
+      are gathered by fancy indexing), or a random-access source (``len`` and
+      ``source[i] -> dict``, e.g. :func:`jaxgan.data.open_source`), of which a
+      process reads only its own rows.
     batch_size: the global batch size ``B`` (all processes together).
-    seed: a non-negative integer; the example order is a function of it.
+    seed: the example order of every epoch is a function of ``(seed, epoch)``.
     shuffle: reshuffle every epoch; ``False`` keeps the data order.
+    drop_remainder: skip the last ``N mod B`` examples of each epoch's order
+      (every batch has ``B`` rows). With ``False`` the epoch ends with a
+      smaller batch, whose size must also split evenly over processes and
+      devices.
     process_index: this process, ``0 <= process_index < process_count``
       (``jax.process_index()``).
     process_count: number of processes (``jax.process_count()``).
     local_device_count: devices this process feeds
       (``jax.local_device_count()``); its batch must split evenly over them.
-    num_threads: grain threads reading the next batches while the current
-      one trains (``0``: read on :meth:`next`).
-    prefetch: how many batches the threads read ahead.
+    start_step: start after this many global batches (same as ``set_state``).
 
   Each batch is a dict with the same keys as the data: ``'image'`` float32
   ``[B / P, ...]`` in ``[-1, 1]`` (uint8 input is converted with
   :func:`jaxgan.data.to_float`, float input is passed through as float32),
   ``'label'`` int32 ``[B / P]``, other keys unchanged.
-
-  Attributes:
-    dataset: this process's batches as a ``grain.MapDataset`` (random access:
-      ``dataset[k]`` is the batch :meth:`next` returns after ``k`` others).
   """
 
   def __init__(
@@ -112,11 +84,11 @@ class Batches:
     *,
     seed: int,
     shuffle: bool = True,
+    drop_remainder: bool = True,
     process_index: int = 0,
     process_count: int = 1,
     local_device_count: int = 1,
-    num_threads: int = 1,
-    prefetch: int = 2,
+    start_step: int = 0,
   ):
     if isinstance(data, Mapping):
       if 'image' not in data:
@@ -141,9 +113,6 @@ class Batches:
       raise ValueError(f'seed must be a non-negative integer; got {seed!r}.')
     if not 0 <= process_index < process_count:
       raise ValueError(f'process_index must be in [0, {process_count}); got {process_index}.')
-    for name, value in (('num_threads', num_threads), ('prefetch', prefetch)):
-      if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f'{name} must be an integer >= 0; got {value!r}.')
     if n < 1 or batch_size > n:
       raise ValueError(
         f'batch_size {batch_size} is larger than the dataset ({n} examples); use a batch size '
@@ -160,34 +129,59 @@ class Batches:
         f'{process_count} processes) is not divisible by the {local_device_count} local devices; '
         f'use a batch_size that is a multiple of {process_count * local_device_count}.'
       )
-    import grain  # imported on use: the data extra, about a second to import
-
+    remainder = n % batch_size
+    if not drop_remainder and remainder % (process_count * local_device_count):
+      raise ValueError(
+        f'with drop_remainder=False the last batch of each epoch has {remainder} rows '
+        f'({n} examples mod batch_size {batch_size}), which does not split over '
+        f'{process_count} processes x {local_device_count} devices; use drop_remainder=True '
+        'or a batch size that divides the dataset.'
+      )
     self.num_examples = n
     self.batch_size = batch_size
     self.seed = int(seed)
     self.shuffle = bool(shuffle)
+    self.drop_remainder = bool(drop_remainder)
     self.process_index = int(process_index)
     self.process_count = process_count
     self.local_batch_size = batch_size // process_count
-    order = grain.MapDataset.range(n)
-    if self.shuffle:
-      order = order.shuffle(shuffle_seed(self.seed))
-    rows = order.repeat().batch(self.local_batch_size)[self.process_index :: process_count]
-    self.dataset = rows.map(self._read)
-    options = grain.ReadOptions(num_threads=int(num_threads), prefetch_buffer_size=int(prefetch))
-    self._iterator = iter(self.dataset.to_iter_dataset(options))
-
-  def _read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-    if self._arrays is not None:
-      return _as_batch({key: value[rows] for key, value in self._arrays.items()})
-    examples = read_examples(self._source, rows.tolist())
-    return _as_batch(
-      {key: np.stack([np.asarray(ex[key]) for ex in examples]) for key in examples[0]}
+    self.steps_per_epoch = (
+      n // batch_size if drop_remainder or not remainder else n // batch_size + 1
     )
+    self._order_epoch = -1
+    self._order = np.arange(n)
+    self._step = 0
+    self.set_state({'step': start_step})
+
+  def epoch_order(self, epoch: int) -> np.ndarray:
+    """The example indices ``[N]`` in the order epoch ``epoch`` visits them."""
+    if not self.shuffle:
+      return np.arange(self.num_examples)
+    return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_examples)
+
+  def global_indices(self, step: int) -> np.ndarray:
+    """Rows of global batch ``step`` (counted from 0 over all epochs), all processes."""
+    epoch, t = divmod(int(step), self.steps_per_epoch)
+    if epoch != self._order_epoch:
+      self._order, self._order_epoch = self.epoch_order(epoch), epoch
+    return self._order[t * self.batch_size : (t + 1) * self.batch_size]
+
+  def local_indices(self, step: int) -> np.ndarray:
+    """This process's rows of global batch ``step``."""
+    rows = self.global_indices(step)
+    per_process = len(rows) // self.process_count
+    return rows[self.process_index * per_process : (self.process_index + 1) * per_process]
 
   def next(self) -> dict[str, np.ndarray]:
     """This process's part of the next global batch."""
-    return next(self._iterator)
+    idx = self.local_indices(self._step)
+    self._step += 1
+    if self._arrays is not None:
+      rows = {key: value[idx] for key, value in self._arrays.items()}
+    else:
+      examples = [self._source[int(i)] for i in idx]
+      rows = {key: np.stack([np.asarray(ex[key]) for ex in examples]) for key in examples[0]}
+    return _as_batch(rows)
 
   def __iter__(self):
     return self
@@ -195,51 +189,41 @@ class Batches:
   def __next__(self) -> dict[str, np.ndarray]:
     return self.next()
 
-  def _order(self) -> dict[str, int]:
+  def get_state(self) -> dict[str, int]:
+    """The position, as JSON-friendly ints: ``step`` decides; the rest is checked on restore."""
+    epoch, index = divmod(self._step, self.steps_per_epoch)
     return {
+      'step': self._step,
+      'epoch': epoch,
+      'step_in_epoch': index,
       'num_examples': self.num_examples,
       'batch_size': self.batch_size,
       'seed': self.seed,
       'shuffle': int(self.shuffle),
     }
 
-  def get_state(self) -> dict[str, int]:
-    """grain's iterator state (``next_index``) and the order's fields, as JSON-friendly ints."""
-    return {**self._iterator.get_state(), **self._order()}
-
   def set_state(self, state: Mapping[str, int]) -> None:
     """Continues from a position saved with :meth:`get_state`.
-
-    A position saved by jaxgan 0.1's batching (``'step'`` instead of
-    ``'next_index'``) continues at the same batch count, with a warning: the
-    example order changed with the grain pipeline.
 
     Raises:
       ValueError: the position is malformed or was saved by an iterator over
         different data, batch size, seed or shuffling, where it would not mean
         the same batches.
     """
-    if not isinstance(state, Mapping) or not {'next_index', 'step'} & set(state):
-      raise ValueError(f"state must be a dict from get_state() with 'next_index'; got {state!r}.")
-    if 'next_index' in state:
-      k = state['next_index']
-    else:
-      k = state['step']
-      log.warning(
-        'resuming a data position saved by jaxgan 0.1 at batch %s: the example order from here '
-        "on is the grain pipeline's, not the one the run started with.",
-        k,
-      )
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < sys.maxsize:
-      raise ValueError(f'the saved position must be a non-negative integer; got {k!r}.')
-    here = self._order()
+    if not isinstance(state, Mapping) or 'step' not in state:
+      raise ValueError(f"state must be a dict from get_state() with a 'step'; got {state!r}.")
+    step = state['step']
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+      raise ValueError(f"state['step'] must be a non-negative integer; got {step!r}.")
+    current = {**self.get_state(), 'step': int(step)}
+    current['epoch'], current['step_in_epoch'] = divmod(int(step), self.steps_per_epoch)
     wrong = {
-      key: (state[key], here[key]) for key in here if key in state and state[key] != here[key]
+      k: (state[k], current[k]) for k in current if k in state and int(state[k]) != current[k]
     }
     if wrong:
-      details = ', '.join(f'{key}: saved {a}, here {b}' for key, (a, b) in wrong.items())
+      details = ', '.join(f'{k}: saved {saved}, here {here}' for k, (saved, here) in wrong.items())
       raise ValueError(
         f'cannot resume: the saved data position does not match this iterator ({details}). '
         'Resume with the same dataset, batch size, seed and shuffle setting.'
       )
-    self._iterator.set_state({'next_index': int(k)})
+    self._step = int(step)
