@@ -77,7 +77,14 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
-  """Places ``tree`` (e.g. a ``GANState``) replicated on every device of ``mesh``."""
+  """Places ``tree`` (e.g. a ``GANState``) replicated on every device of ``mesh``.
+
+  With several processes every one passes the same values, which go through
+  host memory: a state restored from a checkpoint sits on one local device,
+  and JAX does not copy device to device across hosts.
+  """
+  if jax.process_count() > 1:
+    tree = jax.device_get(tree)
   return jax.device_put(tree, replicated(mesh))
 
 
