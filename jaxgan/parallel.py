@@ -33,7 +33,7 @@ def initialize_distributed(
   With no arguments, the environment variables ``JAXGAN_COORDINATOR_ADDRESS``,
   ``JAXGAN_NUM_PROCESSES`` and ``JAXGAN_PROCESS_ID`` are used when set (e.g. a
   local multi-process run); otherwise JAX reads the cluster environment
-  (SLURM, TPU pods, ...). On CPU hosts the gloo collectives are selected so
+  (SLURM, TPU pods, ...; docs/CLUSTER.md). On CPU hosts the gloo collectives are selected so
   cross-process reductions work.
   """
   if os.environ.get('JAX_PLATFORMS', '') == 'cpu' or not os.environ.get('JAX_PLATFORMS'):

@@ -1,13 +1,15 @@
 """Multi-process runs on localhost (CPU, gloo collectives), as a cluster would start them.
 
-Every process runs the same training command with ``--config.distributed=True``;
-``JAXGAN_COORDINATOR_ADDRESS``, ``JAXGAN_NUM_PROCESSES`` and ``JAXGAN_PROCESS_ID``
-stand in for what a cluster's environment gives ``jax.distributed.initialize``.
+Every process runs the same training command with ``--config.distributed=True``.
+One test runs the SLURM launcher's script with a stand-in ``srun`` that sets the
+variables ``jax.distributed.initialize`` reads on SLURM; the others set
+``JAXGAN_COORDINATOR_ADDRESS``, ``JAXGAN_NUM_PROCESSES`` and ``JAXGAN_PROCESS_ID``.
 Forced host devices make each process feed several devices.
 """
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import launch_slurm
 from experiments.configs import toy2d
 from jaxgan import checkpoint, run_setup
 
@@ -110,14 +113,105 @@ def assert_same_params(a, b, rtol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol)
 
 
-def test_two_process_run_trains_and_checkpoints(tmp_path):
-  procs = start_processes(tmp_path)
-  finish(procs)
-  assert checkpoint_steps(tmp_path) == [20, 25, 30]  # keep_checkpoints=3
-  summary = json.loads((tmp_path / 'summary.json').read_text())
+FAKE_SRUN = """\
+import os, subprocess, sys
+# srun's part for a test on one machine: SLURM_NTASKS tasks of the command after srun's options,
+# each with the variables srun sets (two "nodes" named localhost).
+argv = sys.argv[1:]
+command = argv[next(i for i, a in enumerate(argv) if not a.startswith('-')) :]
+tasks = [
+  subprocess.Popen(
+    command,
+    env=dict(os.environ, SLURM_PROCID=str(i), SLURM_LOCALID='0', SLURM_STEP_NODELIST='localhost'),
+  )
+  for i in range(int(os.environ['SLURM_NTASKS']))
+]
+sys.exit(max(t.wait() for t in tasks))
+"""
+
+
+def test_slurm_script_runs_two_processes_that_train_and_checkpoint(tmp_path):
+  """The launcher's sbatch script, run as SLURM would on 2 CPU nodes of 2 devices each."""
+  workdir = tmp_path / 'run'
+  script = launch_slurm.main(
+    [
+      '--nodes=2',
+      f'--script={tmp_path / "run.sbatch"}',
+      '--',
+      f'--config={TOY}',
+      '--workdir',
+      str(workdir),
+      *[f'--config.{k}={v}' for k, v in SMALL.items()],
+    ]
+  )
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'srun').write_text(f'#!{sys.executable}\n{FAKE_SRUN}')
+  (bin_dir / 'srun').chmod(0o755)
+  env = env_for(2)
+  env.update(
+    PATH=f'{bin_dir}:{env["PATH"]}',
+    SLURM_JOB_ID='4242',
+    SLURM_NTASKS='2',  # what sbatch sets for --nodes=2 --ntasks-per-node=1
+    JAX_COORDINATOR_PORT=str(free_port()),  # instead of 61440 + SLURM_JOB_ID % 4096
+  )
+  out = subprocess.run(['bash', script], env=env, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-4000:]
+  assert checkpoint_steps(workdir) == [20, 25, 30]  # keep_checkpoints=3
+  summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['processes'] == 2 and summary['devices'] == 4 and summary['final_step'] == 30
-  rows = [json.loads(x) for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  rows = [json.loads(x) for x in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in rows] == [5, 10, 15, 20, 25, 30]  # written by process 0 only
+
+
+@pytest.mark.parametrize(
+  'options, tasks, gpus, local_ids',
+  [
+    (['--nodes=2', '--gpus-per-node=4'], 4, 4, None),
+    (['--nodes=2', '--gpus-per-node=4', '--per=node'], 1, 4, '0,1,2,3'),
+    (['--nodes=3'], 1, None, None),
+  ],
+)
+def test_slurm_script_options(tmp_path, options, tasks, gpus, local_ids):
+  path = launch_slurm.main(
+    [*options, f'--script={tmp_path / "job.sbatch"}', '--']
+    + ['--config', 'experiments/configs/quickstart.py', '--workdir=runs/q', '--config.seed=3']
+  )
+  text = path.read_text()
+  assert subprocess.run(['bash', '-n', path]).returncode == 0
+  assert f'#SBATCH --ntasks-per-node={tasks}\n' in text
+  assert ('#SBATCH --gpus-per-node=' in text) == (gpus is not None)
+  assert ('JAX_LOCAL_DEVICE_IDS' in text) == (local_ids is not None)
+  if local_ids:
+    assert f'export JAX_LOCAL_DEVICE_IDS={local_ids}' in text
+  assert ('export JAX_PLATFORMS=cpu' in text) == (gpus is None)
+  srun = shlex.split(text.split('\nsrun ', 1)[1].splitlines()[0])
+  assert srun[1:] == [
+    sys.executable,
+    '-m',
+    'experiments.main',
+    '--config',
+    'experiments/configs/quickstart.py',
+    '--config.seed=3',
+    f'--workdir={Path("runs/q").absolute()}',
+    '--config.distributed=True',
+  ]
+
+
+@pytest.mark.parametrize(
+  'argv, match',
+  [
+    (['--nodes=2', '--', '--workdir=w'], 'need --config'),
+    (['--nodes=2', '--', '--config=c.py'], 'need --workdir'),
+    (['--nodes=2', '--per=gpu', '--', '--config=c.py', '--workdir=w'], '--per gpu needs'),
+    (['--nodes=0', '--', '--config=c.py', '--workdir=w'], '--nodes must be at least 1'),
+  ],
+)
+def test_slurm_launcher_rejects_bad_options(tmp_path, capsys, argv, match):
+  with pytest.raises(SystemExit):
+    launch_slurm.main([*argv[:1], f'--script={tmp_path / "x.sbatch"}', *argv[1:]])
+  assert match in capsys.readouterr().err
+  assert not (tmp_path / 'x.sbatch').exists()
 
 
 @pytest.mark.slow
