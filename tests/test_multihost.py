@@ -20,13 +20,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from test_train import ROOT, TOY, launcher  # the training command line
 
 from experiments import launch_slurm
 from experiments.configs import toy2d
 from jaxgan import checkpoint, run_setup
 
-ROOT = Path(__file__).resolve().parents[1]
-TOY = str(ROOT / 'experiments' / 'configs' / 'toy2d.py')
 SMALL = {
   'num_steps': 30,
   'checkpoint_every': 5,
@@ -46,16 +45,7 @@ def free_port():
 
 def command(workdir, distributed: bool):
   overrides = [f'--config.{k}={v}' for k, v in SMALL.items()]
-  if distributed:
-    overrides.append('--config.distributed=True')
-  return [
-    sys.executable,
-    '-m',
-    'experiments.main',
-    f'--config={TOY}',
-    f'--workdir={workdir}',
-    *overrides,
-  ]
+  return launcher(workdir, *overrides, *(['--config.distributed=True'] if distributed else []))
 
 
 def env_for(devices: int, process_id: int | None = None, processes: int = 1, port: int = 0):
