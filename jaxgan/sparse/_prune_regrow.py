@@ -278,7 +278,11 @@ def _player_masks(player: Player, where: str) -> PyTree:
   return state.masks
 
 
-def _check_grads(player: Player, grads: PyTree | None, where: str) -> None:
+def _check_player_call(player: Player, grads, key, regrow: str, scope: str, where: str) -> None:
+  """Raises before tracing unless ``player`` has masks and the options are valid."""
+  _check_scope(scope)
+  _check_regrow(regrow, key)
+  _player_masks(player, where)
   if grads is not None and jax.tree.structure(grads) != jax.tree.structure(player.params):
     raise ValueError(f'{where}: grads must mirror the params, got {jax.tree.structure(grads)}.')
 
@@ -334,10 +338,7 @@ def dst_update(
   Returns:
     The updated player; total (or per-leaf) alive count unchanged.
   """
-  _check_scope(scope)
-  _check_regrow(regrow, key)
-  _player_masks(player, 'dst_update')
-  _check_grads(player, grads, 'dst_update')
+  _check_player_call(player, grads, key, regrow, scope, 'dst_update')
   if regrow == 'gradient' and grads is None:
     raise ValueError(
       "dst_update: regrow='gradient' needs grads (the dense gradient of the params)."
@@ -379,10 +380,7 @@ def set_density(
     density: target density (traced: no recompilation when it changes).
     key, regrow, scope, reset_moments: as in :func:`dst_update`.
   """
-  _check_scope(scope)
-  _check_regrow(regrow, key)
-  _player_masks(player, 'set_density')
-  _check_grads(player, grads, 'set_density')
+  _check_player_call(player, grads, key, regrow, scope, 'set_density')
   if regrow == 'gradient' and grads is None:
     raise ValueError("set_density: regrow='gradient' needs grads (pass zeros if you only prune).")
   if isinstance(density, int | float) and not 0.0 <= density <= 1.0:
