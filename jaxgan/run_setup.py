@@ -541,7 +541,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
       br_freq=sc.br_freq,
       br_window=sc.br_window,
     )
-    g_tx, d_tx = sparse.ddst_optimizers(g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg)
+    g_tx, d_tx = sparse.ddst_optimizers(
+      g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg
+    )
   ticket = config.get('lottery', {}).get('ticket', '')
   if ticket:
     g_tx = sparse.masked_optimizer(g_tx, _ticket_masks(ticket), grad_mode='masked')
