@@ -4,7 +4,7 @@ Times, for the DCGAN-28 G and D of :mod:`jaxgan.models` (``get_models('dcgan28')
 MNIST-shaped 28x28x1, latent 100):
 
 * one Adam update (``tx.update`` + ``apply_updates``) of G and of D, dense
-  ``optax.adam`` vs :func:`jaxgan.sparse.sparse_optimizer` (ERK masks, density
+  ``optax.adam`` vs :func:`jaxgan.sparse.masked_optimizer` (ERK masks, density
   0.1, dense-gradient mode);
 * one full alternating G+D step (``jaxgan.steps.two_stage_step``, batch 64,
   ``n_dis`` 1), dense vs masked optimizers;
@@ -47,7 +47,7 @@ def build(density: float, batch: int):
   )
   adam = optax.adam(2e-4, b1=0.5, b2=0.999)
   cfg = sparse.ddst_config('sdst', g_density=density, d_density=density)
-  g_sp, d_sp = sparse.sparse_optimizers(adam, adam, jax.random.PRNGKey(1), cfg)
+  g_sp, d_sp = sparse.ddst_optimizers(adam, adam, jax.random.PRNGKey(1), cfg)
   txs = {'dense': (adam, adam), 'sparse': (g_sp, d_sp)}
   states, steps, updates = {}, {}, {}
   for name, (g_tx, d_tx) in txs.items():

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from experiments.configs import default
-from jaxgan import run_setup, train
+from jaxgan import run_setup, sparse, train
 from jaxgan.sparse import lottery
 
 RANKS = ('raw', 'ema')
@@ -132,7 +132,7 @@ def search(
         masks = lottery.masks_from_arrays({k: f[k] for k in f.files}, theta0)
     else:
       np.savez(path, **lottery.masks_to_arrays(masks))
-    density = float(lottery.global_density(masks))
+    density = float(sparse.global_density(masks))
     row = {
       'round': r,
       'density': density,

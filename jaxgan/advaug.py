@@ -1,75 +1,20 @@
-"""AdvAug: feature-level adversarial augmentation (Chen et al., NeurIPS 2021).
+"""AdvAug: feature-level adversarial augmentation (Chen et al., NeurIPS 2021, eqs. (2)-(6)).
 
-G and D are split at one intermediate feature, ``G = G2 o G1`` (after G's first
-linear / projection layer) and ``D = D2 o D1`` (the input of D's last linear
-layer). A few PGD steps find a perturbation ``delta`` of that feature, and the
-loss of each player is taken on the clean and on the perturbed branch.
+G and D are split at one intermediate feature, ``G = G2 o G1`` (after G's first linear or
+projection layer) and ``D = D2 o D1`` (the input of D's last linear layer). A few PGD steps find a
+perturbation ``delta`` of that feature (:func:`pgd_feature_perturbation`: ``'linf'`` sign steps or
+per-sample ``'l2'`` steps, optional ``eps`` ball), and each player's loss is taken on the clean
+and on the perturbed branch. Models mark the feature with Flax's ``self.perturb('features', h)``;
+``delta`` enters as the ``'perturbations'`` collection (:func:`perturbation_template`). The attack
+runs on stop-gradient parameters and ``delta`` is a constant, so gradients reach the parameters
+through both branches' forwards only.
 
-**Where the feature is.** Models mark the feature with Flax's
-``h = self.perturb('features', h)``. A perturbation is then passed as the
-``'perturbations'`` collection, ``apply({'params': p, **state,
-'perturbations': delta}, x, ...)``, and Flax adds ``delta`` to ``h``; without
-the collection ``perturb`` is the identity. ``delta`` has the structure of the
-collection that ``init`` creates (``{'features': [B, ...]}``, nested under the
-submodule's name when a submodule calls ``perturb``);
-:func:`perturbation_template` reads it from a module once, per sample.
-
-**The attack.** :func:`pgd_feature_perturbation` runs ``steps`` steps of
-``delta <- delta +/- step_size * dir(grad)``, ``dir`` = ``sign`` (``'linf'``)
-or the per-sample unit gradient (``'l2'``), optionally projected on the
-``eps`` ball. The reference code uses one ``'linf'`` step of 0.01 (CIFAR;
-0.001 on (Tiny-)ImageNet), no random start and no projection. The attack runs
-on stop-gradient parameters and its result is a constant (``stop_gradient``):
-gradients reach the parameters through both branches' forward passes, never
-through the construction of ``delta``.
-
-**Direction** (which objective each ``delta`` ascends; lottery.md §3, §7.1):
-
-    direction            real feature (D)    fake feature (D)    G's feature
-    -------------------  ------------------  ------------------  ------------------
-    'paper'              + D's d_real        + D's d_fake        + G's g_fake
-    'paper_literal'      - D's d_real        - D's d_fake        + G's g_fake
-    'reference'          + mean D score      + mean D score      + mean D score
-    'reference_biggan'   - mean relu(1 - D)  - mean relu(1 - D)  + mean D score
-
-* ``'reference'`` (the default): the official SNGAN code (``functions_adv.py``
-  ``PGD``), which ascends the mean output of the head for every perturbation:
-  D's score goes up on real and fake features and on G's side. With SNGAN's
-  linear head the D-side ``delta`` is ``step_size * sign(w)``, the same for
-  every sample, real or fake. Only the fake-feature term is adversarial to its
-  player. This is what produced the paper's numbers.
-* ``'paper'`` (an option) is the max-min of the paper's eqs. (3) and (5) in the
-  paper's own sign convention (D *maximises* ``L_D``, the inner ``min`` over the
-  perturbation opposes it; G minimises ``L_G``, the inner ``max`` opposes it):
-  every perturbation makes its player's own loss larger. With hinge or logistic
-  losses this lowers D's score on real features and raises it on fake ones,
-  and lowers it on G's side.
-* ``'paper_literal'``: eq. (5) read with the loss D *minimises* in place of
-  ``f_D`` (what one gets by plugging the hinge loss into the printed
-  equation): the D-side perturbations lower D's loss (real score up, fake
-  score down); G's side as ``'paper'``.
-* ``'reference_biggan'``: the official BigGAN code (``ProjGAN_adv``), which
-  ascends ``-mean relu(1 - D)`` on both D-side features (so samples whose
-  score is already >= 1 get ``delta = 0``) and D's mean score on G's side.
-
-**Loss combination.** The reference code trains on ``(clean + adv) / 2``
-(``combine='mean'``, the default); the paper writes ``L + lambda * L_adv``
-(``combine='sum'`` with ``weight = lambda = 1``). The two differ by a global
-factor 2 for ``weight = 1``: identical Adam updates up to Adam's epsilon,
-half the step for SGD.
-
-**Two ways in.** :func:`advaug_d_loss` / :func:`advaug_g_loss` return a
-player's whole loss (clean and adversarial, combined). :func:`make_d_regularizer`
-/ :func:`make_g_regularizer` return only ``weight * L_adv`` in the shape of
-``jaxgan.game.Game``'s ``d_regularizers`` / ``g_regularizers`` entries, so the
-existing steps add it to their clean loss (the ``'sum'`` form) with no change
-to the steps: D's entry receives the inputs D sees (after DiffAugment, as in
-the reference); G's entry recomputes G and shows D its images without
-DiffAugment, as the reference's adversarial G branch does (only the clean
-fakes are augmented).
-
-Costs: each perturbed branch is ``steps`` extra forward+backward passes of the
-player's network (for the attack) plus one forward+backward (for the loss).
+Defaults are the authors' SNGAN code (``AdvAugConfig``): one ``'linf'`` step of 0.01, no random
+start, no projection, ``direction='reference'`` (every perturbation ascends D's mean score) and
+``combine='mean'`` (``(clean + adv) / 2``). :func:`advaug_d_loss` / :func:`advaug_g_loss` return a
+player's whole loss; :func:`make_d_regularizer` / :func:`make_g_regularizer` return ``weight *
+L_adv`` as :class:`~jaxgan.game.Game` entries for the existing steps. ``docs/TECHNIQUES.md``
+(AdvAug) compares the four directions and the loss combinations.
 """
 
 from __future__ import annotations

@@ -1,47 +1,18 @@
 """DiffAugment: differentiable augmentations of everything D sees.
 
-DiffAugment (Zhao et al., NeurIPS 2020) applies the *same kind* of random,
-differentiable transform to real images, to fakes in D's loss and to fakes in
-G's loss, so D never sees un-augmented data and G still gets gradients through
-the transform. The policy string of the reference code,
-``'color,translation,cutout'``, names the ops applied in order:
+Zhao, Liu, Lin, Zhu and Han, "Differentiable Augmentation for Data-Efficient GAN Training"
+(NeurIPS 2020). The same kind of random, differentiable transform is applied to the reals, to the
+fakes in D's loss and to the fakes in G's loss (``Game.d_input_transform``), so D never sees
+un-augmented data and G still gets gradients through the transform. :func:`diff_augment` applies a
+policy string of the reference code, ``'color,translation,cutout'`` by default, to NHWC images in
+[-1, 1], each draw independent per sample; :func:`make_diff_augment` makes the ``(x, key) -> x``
+entry of a :class:`~jaxgan.game.Game`.
 
-=============  ============================================================
-op             what it does to one image ``x`` ``[H, W, C]`` in [-1, 1]
-=============  ============================================================
-brightness     ``x + (u - 1/2)``, ``u ~ U[0, 1)`` per image
-saturation     ``m + 2u (x - m)``, ``m`` the per-pixel mean over channels
-contrast       ``m + (u + 1/2) (x - m)``, ``m`` the mean over ``H, W, C``
-color          brightness, saturation, contrast (in this order)
-translation    integer shift of the content by ``t_h, t_w``, each uniform in
-               ``{-S, ..., S}`` with ``S = int(ratio * size + 0.5)`` (ratio
-               1/8); the uncovered border is 0
-cutout         zeroes a square of side ``s = int(ratio * size + 0.5)`` (ratio
-               1/2), rows ``[c - s//2, c - s//2 + s)`` with ``c`` uniform in
-               ``{0, ..., size - s % 2}`` (same for columns), cut at the border
-=============  ============================================================
-
-These are the semantics of the public DiffAugment code (its PyTorch and
-TensorFlow versions agree), which applies them directly to [-1, 1] images:
-every draw is independent per sample, and nothing is clipped, so the colour
-ops can take values outside [-1, 1] (brightness by up to 1/2, saturation and
-contrast by scaling deviations from a mean by up to 2 and 3/2). D is trained on
-those values; pass ``clip=True`` to clamp the result to [-1, 1] instead (the
-gradient is then zero at clamped pixels). Translation and cutout only move
-pixels or write zeros, so they never leave the input's range once it contains
-0 (always true for [-1, 1] images).
-
-Two knobs go beyond the reference (both default to it):
-
-* ``strength`` scales every op towards the identity: the colour factors become
-  ``1 + strength * (factor - 1)`` (brightness: offset times ``strength``), the
-  translation and cutout ratios are multiplied by ``strength``. At 0 every op is
-  exactly the identity.
-* ``probability`` applies each policy entry to each sample with that
-  probability (an independent coin per sample and entry), as ADA does.
-
-Everything is shape-static (gathers and masks), so one compiled step serves
-every batch, and every op is differentiable with respect to the images.
+The ops have the semantics of the public DiffAugment code (its PyTorch and TensorFlow versions
+agree): nothing is clipped unless ``clip=True``. ``strength`` (every op moved toward the
+identity) and ``probability`` (each entry applied to each sample with that chance, as ADA) go
+beyond the reference and default to it. Everything is shape-static (gathers and masks), so one
+compiled step serves every batch. ``docs/TECHNIQUES.md`` (DiffAugment) has the table of ops.
 """
 
 from __future__ import annotations

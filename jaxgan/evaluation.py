@@ -60,75 +60,90 @@ def make_evaluator(config, generate, sample_latents, image_shape) -> Evaluator |
   """
   data_dir = config.get('data_dir') or None
   seed = config.seed + 10_007  # evaluation latents never coincide with training draws
-
   if config.dataset in ('8ring', '25grid'):
-    spec = jdata.mixture_spec(config.dataset)
-
-    def evaluate_toy(state, n):
-      samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
-      q = metrics.gaussian_mixture_quality(samples, spec.centers, spec.std)
-      return {
-        'modes_covered': q['modes_covered'],
-        'high_quality_fraction': q['high_quality_fraction'],
-        'protocol': {
-          'metric': 'gaussian mixture quality, 3 std',
-          'n_fake': n,
-          'num_modes': q['num_modes'],
-        },
-      }
-
-    return evaluate_toy
-
-  crop = 28 if tuple(image_shape) != (28, 28, 1) and image_shape[-1] == 1 else None
+    return _toy_evaluator(jdata.mixture_spec(config.dataset), generate, sample_latents, seed)
   if config.dataset in MNIST_LIKE:
-    extractor = metrics.mnist_extractor(data_dir)
-    reference = metrics.mnist_reference(data_dir, 'train', extractor=extractor)  # cached .npz
-
-    def evaluate_mnist(state, n):
-      def sample(key, b):
-        x = generate(state, sample_latents(key, b))
-        return _crop_center(x, 28) if crop else x
-
-      scores = metrics.evaluate_generator(
-        sample, n, reference, extractor, key=seed, batch_size=min(500, n)
-      )
-      if crop:
-        scores['protocol']['fake_preprocessing'] = 'center crop to 28x28'
-      return scores
-
-    return evaluate_mnist
-
+    return _mnist_evaluator(data_dir, image_shape, generate, sample_latents, seed)
   if config.dataset == 'stacked_mnist':
-    classifier = metrics.mnist_extractor(data_dir)
-
-    def evaluate_stacked(state, n):
-      samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
-      modes = metrics.stacked_mnist_modes(metrics.stacked_mnist_channel_logits(samples, classifier))
-      return {
-        'modes_covered': modes['modes_covered'],
-        'kl_to_uniform': modes['kl_to_uniform'],
-        'protocol': {
-          'extractor': classifier.name,
-          'n_fake': n,
-          'metric': 'per-channel argmax, 1000 modes',
-        },
-      }
-
-    return evaluate_stacked
-
+    return _stacked_mnist_evaluator(data_dir, generate, sample_latents, seed)
   weights = config.get('inception_weights', '')
   if weights:
-    extractor = metrics.inception_extractor(weights)
-    real = jdata.to_float(jdata.load_arrays(config.dataset, 'train', data_dir=data_dir)['image'])
-    reference = metrics.compute_reference(extractor, real, f'{config.dataset}/train')
-
-    def evaluate_inception(state, n):
-      def sample(key, b):
-        return generate(state, sample_latents(key, b))
-
-      return metrics.evaluate_generator(
-        sample, n, reference, extractor, key=seed, batch_size=min(250, n)
-      )
-
-    return evaluate_inception
+    return _inception_evaluator(config.dataset, data_dir, weights, generate, sample_latents, seed)
   return None
+
+
+def _toy_evaluator(spec, generate, sample_latents, seed: int) -> Evaluator:
+  """Mode coverage and high-quality fraction on a 2-D Gaussian mixture."""
+
+  def evaluate_toy(state, n):
+    samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
+    q = metrics.gaussian_mixture_quality(samples, spec.centers, spec.std)
+    return {
+      'modes_covered': q['modes_covered'],
+      'high_quality_fraction': q['high_quality_fraction'],
+      'protocol': {
+        'metric': 'gaussian mixture quality, 3 std',
+        'n_fake': n,
+        'num_modes': q['num_modes'],
+      },
+    }
+
+  return evaluate_toy
+
+
+def _mnist_evaluator(data_dir, image_shape, generate, sample_latents, seed: int) -> Evaluator:
+  """FID/KID/PR against MNIST's training split, features of the project's classifier."""
+  crop = 28 if tuple(image_shape) != (28, 28, 1) and image_shape[-1] == 1 else None
+  extractor = metrics.mnist_extractor(data_dir)
+  reference = metrics.mnist_reference(data_dir, 'train', extractor=extractor)  # cached .npz
+
+  def evaluate_mnist(state, n):
+    def sample(key, b):
+      x = generate(state, sample_latents(key, b))
+      return _crop_center(x, 28) if crop else x
+
+    scores = metrics.evaluate_generator(
+      sample, n, reference, extractor, key=seed, batch_size=min(500, n)
+    )
+    if crop:
+      scores['protocol']['fake_preprocessing'] = 'center crop to 28x28'
+    return scores
+
+  return evaluate_mnist
+
+
+def _stacked_mnist_evaluator(data_dir, generate, sample_latents, seed: int) -> Evaluator:
+  """Modes covered (of 1,000) and KL to uniform, each channel classified separately."""
+  classifier = metrics.mnist_extractor(data_dir)
+
+  def evaluate_stacked(state, n):
+    samples = generate(state, sample_latents(jax.random.PRNGKey(seed), n))
+    modes = metrics.stacked_mnist_modes(metrics.stacked_mnist_channel_logits(samples, classifier))
+    return {
+      'modes_covered': modes['modes_covered'],
+      'kl_to_uniform': modes['kl_to_uniform'],
+      'protocol': {
+        'extractor': classifier.name,
+        'n_fake': n,
+        'metric': 'per-channel argmax, 1000 modes',
+      },
+    }
+
+  return evaluate_stacked
+
+
+def _inception_evaluator(dataset, data_dir, weights, generate, sample_latents, seed) -> Evaluator:
+  """FID/KID/PR against the dataset's training split, Inception-v3 features from ``weights``."""
+  extractor = metrics.inception_extractor(weights)
+  real = jdata.to_float(jdata.load_arrays(dataset, 'train', data_dir=data_dir)['image'])
+  reference = metrics.compute_reference(extractor, real, f'{dataset}/train')
+
+  def evaluate_inception(state, n):
+    def sample(key, b):
+      return generate(state, sample_latents(key, b))
+
+    return metrics.evaluate_generator(
+      sample, n, reference, extractor, key=seed, batch_size=min(250, n)
+    )
+
+  return evaluate_inception

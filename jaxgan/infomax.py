@@ -1,36 +1,18 @@
 """InfoMax-GAN: contrastive local-global mutual information for D and G (Lee et al., WACV 2021).
 
-D has two projection heads (:mod:`jaxgan.models.selfsup`, ``aux_head='infomax'``,
-as Mimicry's ``InfoMaxGANDiscriminator``): a local head on an intermediate
-feature map and a global head on the vector entering D's last linear layer, both
-into ``K`` units (Mimicry's ``nrkhs = 1024``). An InfoNCE loss makes each
-image's global projection identify its own local projections:
+D has two projection heads (:mod:`jaxgan.models.selfsup`, ``aux_head='infomax'``): a local head
+on an intermediate feature map and a global head on the vector entering D's last linear layer,
+both into ``K`` units (Mimicry's ``nrkhs = 1024``). An InfoNCE loss (:func:`infonce_loss`) makes
+each image's global projection identify its own local projections among the other images'
+(``negatives='same_position'``, default: a ``B``-way classification per position) or among every
+position of every image (``'all_positions'``, Mimicry's ``infonce_loss``, the image's own other
+positions replaced by the constant logit -10). D's loss adds ``weight * InfoNCE(real features)``
+and G's loss ``weight * InfoNCE(features of G(z))``, ``weight = 0.2`` for both (Mimicry's
+``infomax_loss_scale``); scores are plain dot products (no temperature, no normalization).
 
-* D's loss adds ``weight * InfoNCE(features of the real batch)``;
-* G's loss adds ``weight * InfoNCE(features of G(z))``;
-
-with ``weight = 0.2`` for both players (Mimicry's ``infomax_loss_scale``). The
-scores are plain dot products: no temperature, no feature normalization (as
-Mimicry).
-
-What is implemented exactly (:func:`infonce_loss`). With projected local
-features ``l[j, p]`` (image ``j``, spatial position ``p`` of ``L = h * w``) and
-global ``g[i]``, let ``s[i, j, p] = <g[i], l[j, p]>``. The positive pair of
-``(i, p)`` is ``s[i, i, p]``; the loss is the mean over all ``B * L`` pairs
-``(i, p)`` of ``-log softmax`` of the positive among
-
-* ``negatives='same_position'`` (the default): ``s[i, j, p]`` for all images
-  ``j`` at the *same* position ``p`` -- a ``B``-way classification per position,
-  whose negatives are the other images' local features at ``p``;
-* ``negatives='all_positions'``: Mimicry's ``infonce_loss``. The candidates are
-  the positive plus ``s[i, j, q]`` for every image ``j`` and every position
-  ``q``, with the ``j = i`` entries replaced by the constant logit -10 (Mimicry
-  masks them by shifting, it does not drop them): ``1 + B * L`` candidates.
-
-Clean images only: D's term sees the images the step gives D's regularizers --
-with DAT on, the unperturbed reals (``dat.md`` §1 step 4 and §4.6: InfoMax uses
-the clean-real forward); with DiffAugment on, the augmented reals, and
-:func:`make_g_regularizer` takes the same ``transform``.
+The terms see the images the step gives D's regularizers (with DAT the clean reals, as the DAT
+code's InfoMax-GAN; with DiffAugment the augmented ones, and :func:`make_g_regularizer` takes the
+same ``transform``). ``docs/TECHNIQUES.md`` (SSGAN and InfoMax-GAN) gives the loss in full.
 """
 
 from __future__ import annotations

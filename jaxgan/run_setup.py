@@ -541,12 +541,12 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
       br_freq=sc.br_freq,
       br_window=sc.br_window,
     )
-    g_tx, d_tx = sparse.sparse_optimizers(
+    g_tx, d_tx = sparse.ddst_optimizers(
       g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg
     )
   ticket = config.get('lottery', {}).get('ticket', '')
   if ticket:
-    g_tx = sparse.masked(g_tx, _ticket_masks(ticket), grad_mode='masked')
+    g_tx = sparse.masked_optimizer(g_tx, _ticket_masks(ticket), grad_mode='masked')
   game = build_game(config, g_module, d_module, image_shape)
   if game.conditional and config.get('monitor_lipschitz', False):
     _fail(

@@ -1,37 +1,16 @@
 """SSGAN: rotation self-supervision of the discriminator (Chen et al., CVPR 2019).
 
-D gets a second head that classifies by how many quarter turns an image was
-rotated (0, 90, 180 or 270 degrees). As in Mimicry's ``ssgan`` (the setting of
-the DAT paper, ``dat.md`` §1-2):
+D gets a head that classifies by how many quarter turns ``k`` an image was rotated
+(``jnp.rot90(x, k, axes=(1, 2))``; square images). As Mimicry's ``ssgan`` (the DAT experiments'
+setting), D's loss adds ``d_weight * CE(rotated reals)`` (1.0), G's ``g_weight * CE(rotated
+G(z))`` (0.2). ``rotations='all'`` (default, Chen et al.) shows every image in all four rotations;
+``'quarter'`` (Mimicry's ``_rotate_batch``) rotates quarter ``k`` of the batch by ``k`` turns.
 
-* D's loss adds ``d_weight * CE(rotation logits of the rotated real batch)``
-  (Mimicry: 1.0);
-* G's loss adds ``g_weight * CE(rotation logits of the rotated G(z))`` (Mimicry:
-  0.2), so G is pushed to make images whose rotation D can tell.
-
-Rotations are exact: :func:`rotate_batch` uses ``jnp.rot90`` on the H, W axes of
-NHWC images, so square images are required. Label ``k`` means ``k`` quarter
-turns counter-clockwise (``jnp.rot90(x, k, axes=(1, 2))``; Mimicry's 90-degree
-rotation is the same). Two ways to build the rotated batch (``rotations``):
-
-* ``'all'`` (the default; Chen et al.): every image in all four rotations, so the
-  rotation loss sees ``4B`` images.
-* ``'quarter'`` (Mimicry's ``_rotate_batch``): image ``i`` of ``B`` is rotated
-  once, by ``k = floor(4 i / B)`` quarter turns -- each quarter of the batch gets
-  one angle, and the loss sees ``B`` images (a quarter of the cost of 'all').
-
-Clean images only. The auxiliary losses see the images the step gives D's
-regularizers: with DAT on, those are the *unperturbed* reals (the official DAT
-code keeps the rotation loss on clean ``real_images``, ``dat.md`` §4.6); with
-DiffAugment on, they are the augmented reals, and :func:`make_g_regularizer`
-takes the same ``transform`` so that G's term matches.
-
-D runs in train mode on the rotated images (a BatchNorm D normalizes with
-their statistics; its stored statistics are not updated by these terms).
-
-The D that these terms query is given as a callable ``rot_apply(d_variables,
-x [N, H, W, C]) -> [N, 4]``; :func:`jaxgan.models.selfsup.rotation_apply` builds
-it from a jaxgan discriminator with ``aux_head='rotation'``. Usage::
+The terms see the images the step gives D's regularizers (with DAT the clean reals, with
+DiffAugment the augmented ones; :func:`make_g_regularizer` takes the same ``transform``). D runs
+in train mode on the rotated images without storing statistics. The D they query is a callable
+``rot_apply(d_variables, x [N, H, W, C]) -> [N, 4]``; :func:`jaxgan.models.selfsup.rotation_apply`
+builds it from a discriminator with ``aux_head='rotation'``. Usage::
 
   rot = selfsup.rotation_apply(d_module)
   game = game.replace(

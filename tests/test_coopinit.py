@@ -664,7 +664,9 @@ def test_reset_keeps_sparse_masks():
   from jaxgan import sparse
 
   state, _, _, _ = phase_setup()
-  tx = sparse.sparse_optimizer(optax.adam(1e-2), jax.random.PRNGKey(3), 0.5)
+  tx = sparse.masked_optimizer(
+    optax.adam(1e-2), sparse.mask_initializer(jax.random.PRNGKey(3), 0.5)
+  )
 
   @jax.jit
   def go(state):

@@ -18,7 +18,8 @@ from experiments import lottery_mnist
 from jaxgan import models, run_setup, sparse
 from jaxgan.nn import ConvTranspose4x4s2, Project4x4
 from jaxgan.sparse import lottery
-from jaxgan.sparse.masks import leaves_with_paths
+from jaxgan.sparse._masks import leaves_with_paths
+from jaxgan.sparse._optimizer import find_mask_state
 from jaxgan.state import create_state
 
 # Maskable kernels of 4500 + 3500 + 2000 = 10000 = 16 * 5^4 weights, plus dense biases.
@@ -245,7 +246,7 @@ def test_find_ticket_errors():
 
 def test_rewind_state_fresh_optimizer_ema_and_masks():
   g_mod, d_mod = TinyG(), TinyD()
-  g_tx = sparse.masked(optax.adam(1e-2), sparse.dense_masks, grad_mode='masked')
+  g_tx = sparse.masked_optimizer(optax.adam(1e-2), sparse.dense_masks, grad_mode='masked')
   d_tx = optax.adam(1e-2)
   init = jax.jit(
     lambda key: create_state(
@@ -271,7 +272,7 @@ def test_rewind_state_fresh_optimizer_ema_and_masks():
   fresh = g_tx.init(state.g.params)
   jax.tree.map(
     np.testing.assert_array_equal,
-    sparse.find_mask_state(state.g.opt_state).inner,
+    find_mask_state(state.g.opt_state).inner,
     fresh.inner,
   )  # Adam restarted
 

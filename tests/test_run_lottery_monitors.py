@@ -11,9 +11,9 @@ import pytest
 
 from experiments import benchmarks, lottery_mnist, reproduce
 from experiments.configs import default, toy2d
-from jaxgan import run_setup, train
+from jaxgan import run_setup, sparse, train
 from jaxgan.sparse import lottery
-from jaxgan.sparse.masks import leaves_with_paths
+from jaxgan.sparse._masks import leaves_with_paths
 
 
 def tiny_mnist(steps=3):
@@ -67,7 +67,7 @@ def test_ticket_config_errors(tmp_path):
 def test_imp_search_prunes_twenty_percent_and_is_reused(tmp_path):
   report = lottery_mnist.search(0.1, 1, 2, seed=0, width=8, workdir=tmp_path)
   theta0 = run_setup.build_run(tiny_mnist()).init_state(jax.random.PRNGKey(0)).g.params
-  n0 = lottery.count_alive(lottery.dense_masks(theta0))
+  n0 = sparse.count_alive(lottery.dense_masks(theta0))
   alive = lottery.expected_alive(int(n0), 1)
   np.testing.assert_allclose([r['density'] for r in report], np.asarray(alive) / alive[0])
   with np.load(lottery_mnist.ticket_path(tmp_path, 1)) as f:

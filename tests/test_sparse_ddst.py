@@ -16,7 +16,8 @@ import tiny_models as tm
 
 from jaxgan import sparse
 from jaxgan.checkpoint import RunCheckpointer
-from jaxgan.sparse import balance, ddst
+from jaxgan.sparse import _balance as balance
+from jaxgan.sparse import ddst
 from jaxgan.state import Player
 from jaxgan.steps import two_stage_step
 
@@ -53,38 +54,38 @@ def test_is_update_step():
 
 
 def window_of(triples, capacity, start_step=1):
-  w = sparse.init_window(capacity)
+  w = balance.init_window(capacity)
   for i, t in enumerate(triples):
-    w = sparse.push(w, *t, step=start_step + i)
+    w = balance.push(w, *t, step=start_step + i)
   return w
 
 
 def test_br_is_mean_of_ratios():
   w = window_of([(1.0, 0.0, 2.0), (3.0, 0.0, 1.0)], capacity=5)
-  assert float(sparse.balance_ratio(w, step=100)) == pytest.approx(1.75)  # mean(0.5, 3)
-  assert float(sparse.balance_ratio(w, 100, 'ratio_of_means')) == pytest.approx(4 / 3)
+  assert float(balance.balance_ratio(w, step=100)) == pytest.approx(1.75)  # mean(0.5, 3)
+  assert float(balance.balance_ratio(w, 100, 'ratio_of_means')) == pytest.approx(4 / 3)
   assert float(balance.balance_ratio(window_of([(0.2, 0.0, 1.0)], 3), 9)) == pytest.approx(0.2)
-  assert np.isnan(float(sparse.balance_ratio(sparse.init_window(3), 1)))
-  assert int(sparse.window_size(sparse.init_window(3), 1)) == 0
+  assert np.isnan(float(balance.balance_ratio(balance.init_window(3), 1)))
+  assert int(balance.window_size(balance.init_window(3), 1)) == 0
 
 
 def test_window_matches_reference_deque_with_deferred_trim():
   """The reference appends every br_freq iterations, decides, then cuts to Q."""
   q, br_freq = 4, 3
   rng = np.random.RandomState(0)
-  w = sparse.init_window(q)
+  w = balance.init_window(q)
   ref = collections.deque()
-  push = jax.jit(sparse.push_if_due, static_argnums=5)
+  push = jax.jit(balance.push_if_due, static_argnums=5)
   for t in range(1, 40):
     gf, df, dr = rng.rand(), rng.rand() - 1.0, rng.rand() + 1.0
     w = push(w, gf, df, dr, t, br_freq)
     if t % br_freq == 0:
       ref.append((gf, df, dr))
     # what a controller at iteration t sees:
-    assert int(sparse.window_size(w, t)) == len(ref)
+    assert int(balance.window_size(w, t)) == len(ref)
     if ref:
       expected = np.mean([(a - b) / (c - b) for a, b, c in ref])
-      assert float(sparse.balance_ratio(w, t)) == pytest.approx(expected, rel=1e-5)
+      assert float(balance.balance_ratio(w, t)) == pytest.approx(expected, rel=1e-5)
     if len(ref) > q:
       ref.popleft()
   assert int(w.count) <= q + 1
@@ -158,19 +159,19 @@ def d_player(density, seed=0):
     'big': {'kernel': jnp.asarray(alive[:80].reshape(8, 10)), 'bias': None},
     'tiny': {'kernel': jnp.asarray(alive[80:].reshape(8, 4))},
   }
-  tx = sparse.masked(optax.adam(1e-2), masks)
+  tx = sparse.masked_optimizer(optax.adam(1e-2), masks)
   player = sparse.sparsify_player(Player(params=params, model_state={}, opt_state=tx.init(params)))
   grads = jax.tree.map(lambda p: jnp.asarray(rng.randn(*p.shape), jnp.float32), params)
   return player, grads
 
 
 def ddst_state_with_br(br, density, cfg=CFG, n=4):
-  ds = sparse.init_ddst_state(cfg, density)
+  ds = ddst.init_ddst_state(cfg, density)
   return ds._replace(window=window_of([(br, 0.0, 1.0)] * n, cfg.queue_capacity))
 
 
 def control(ds, player, grads, cfg=CFG, step=100):
-  return sparse.ddst_control(
+  return ddst.ddst_control(
     ds, player, grads, step=jnp.int32(step), key=jax.random.PRNGKey(0), config=cfg
   )
 
@@ -275,7 +276,7 @@ def test_density_floor_and_relax_cap():
 def test_controller_compiles_once_across_decisions():
   before = ddst.ddst_control._cache_size()
   player, grads = d_player(0.4)
-  ds = sparse.init_ddst_state(CFG, 0.4)
+  ds = ddst.init_ddst_state(CFG, 0.4)
   for br in (0.9, 0.9, 0.1, 0.5, 0.9):
     ds = ds._replace(window=window_of([(br, 0.0, 1.0)] * 4, CFG.queue_capacity))
     ds, player = control(ds, player, grads)
@@ -305,7 +306,7 @@ GAN_CFG = sparse.ddst_config(
 def make_run():
   """A fresh sparse GAN state and a training function (built once per session)."""
   game, g_mod, d_mod = tm.make_game('hinge')
-  g_tx, d_tx = sparse.sparse_optimizers(
+  g_tx, d_tx = sparse.ddst_optimizers(
     optax.adam(1e-2), optax.adam(1e-2), jax.random.PRNGKey(4), GAN_CFG
   )
   # One compiled init (op-by-op dispatch of the module inits is slow).
@@ -401,14 +402,14 @@ def test_sema_and_errors():
   # The EMA takes G's new mask at a G update (SEMA).
   state = state.replace(ema_params=jax.tree.map(jnp.ones_like, state.ema_params), step=jnp.int32(4))
   grads = jax.tree.map(jnp.ones_like, state.g.params)
-  new = sparse.sdst_update(state, grads, GAN_CFG)
+  new = ddst.sdst_update(state, grads, GAN_CFG)
   m = sparse.get_masks(new.g.opt_state)['Dense_0']['kernel']
   ema = np.asarray(new.ema_params['Dense_0']['kernel'])
   np.testing.assert_array_equal(ema, np.where(np.asarray(m), 1.0, 0.0))
   np.testing.assert_array_equal(new.ema_params['Dense_0']['bias'], 1.0)
   with pytest.raises(ValueError, match='measure_balance=True'):
-    sparse.ddst_record(state, {'d_loss': 0.0}, GAN_CFG)
+    ddst.ddst_record(state, {'d_loss': 0.0}, GAN_CFG)
   with pytest.raises(ValueError, match='needs g_grads_fn'):
     sparse.sparse_after_step(state, {k: 0.0 for k in ddst.BALANCE_KEYS}, 4, GAN_CFG)
   with pytest.raises(ValueError, match='init_sparse_state'):
-    sparse.ddst_control_state(state.replace(extra={}), grads, GAN_CFG)
+    ddst.ddst_control_state(state.replace(extra={}), grads, GAN_CFG)

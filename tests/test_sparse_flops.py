@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxgan import sparse
+from jaxgan.sparse import _distributions, flops
 
 
 class Tiny(nn.Module):
@@ -23,7 +24,7 @@ class Tiny(nn.Module):
 def tiny_table():
   x = jnp.zeros((2, 8, 8, 3))
   variables = jax.eval_shape(Tiny().init, jax.random.PRNGKey(0), x)
-  return sparse.count_forward_flops(Tiny(), variables, x, train=False), variables
+  return flops.count_forward_flops(Tiny(), variables, x, train=False), variables
 
 
 def test_hand_counted_tiny_net():
@@ -45,7 +46,7 @@ def test_densities_from_masks_and_iteration_multipliers():
   table, variables = tiny_table()
   masks = {'Conv_0': {'kernel': jnp.zeros((3, 3, 3, 4), bool).at[0].set(True), 'bias': None}}
   masks = {**jax.tree.map(lambda _: None, variables['params']), **masks}
-  out = sparse.gan_iteration_flops(
+  out = flops.gan_iteration_flops(
     table, table, batch_size=64, n_critic=5, g_batch_size=128, g_masks=masks
   )
   g_inf = 1728 / 3 + 2048 + 384 + 323
@@ -54,7 +55,7 @@ def test_densities_from_masks_and_iteration_multipliers():
   assert out['flops/g_train'] == pytest.approx(g_inf * (64 * 5 + 3 * 128))
   assert out['flops/d_train'] == pytest.approx(table.dense * (3 * 64 * 5 + 128))
   assert out['flops/train_ratio'] == pytest.approx(out['flops/train'] / out['flops/train_dense'])
-  assert sparse.reference_training_flops(2.0, 3.0, 10, 5) == 2.0 * 10 + 3.0 * 10 * 5
+  assert flops.reference_training_flops(2.0, 3.0, 10, 5) == 2.0 * 10 + 3.0 * 10 * 5
 
 
 def test_custom_upsampling_layer_counts_like_conv_transpose():
@@ -63,8 +64,8 @@ def test_custom_upsampling_layer_counts_like_conv_transpose():
   x = jnp.zeros((1, 4, 4, 6))
   a = ConvTranspose4x4s2(features=5)
   b = nn.ConvTranspose(5, (4, 4), strides=(2, 2))
-  ta = sparse.count_forward_flops(a, jax.eval_shape(a.init, jax.random.PRNGKey(0), x), x)
-  tb = sparse.count_forward_flops(b, jax.eval_shape(b.init, jax.random.PRNGKey(0), x), x)
+  ta = flops.count_forward_flops(a, jax.eval_shape(a.init, jax.random.PRNGKey(0), x), x)
+  tb = flops.count_forward_flops(b, jax.eval_shape(b.init, jax.random.PRNGKey(0), x), x)
   assert ta.weights == tb.weights == {'kernel': 4 * 4 * 6 * 5 * 16}
 
 
@@ -118,7 +119,7 @@ def sngan_tables():
   g, d = SNGANG(), SNGAND()
   gv = jax.eval_shape(g.init, jax.random.PRNGKey(0), z)
   dv = jax.eval_shape(d.init, jax.random.PRNGKey(0), x)
-  return sparse.count_forward_flops(g, gv, z), sparse.count_forward_flops(d, dv, x), gv, dv
+  return flops.count_forward_flops(g, gv, z), flops.count_forward_flops(d, dv, x), gv, dv
 
 
 def test_reference_dense_total_cifar10_sngan():
@@ -127,8 +128,8 @@ def test_reference_dense_total_cifar10_sngan():
   g_table, d_table, _, _ = sngan_tables()
   assert g_table.dense == 1_683_553_280  # hand count of the PyTorch model (ddst.md §6 rules)
   assert d_table.dense == 272_498_816
-  out = sparse.gan_iteration_flops(g_table, d_table, batch_size=64, n_critic=5, g_batch_size=128)
-  total = sparse.reference_training_flops(
+  out = flops.gan_iteration_flops(g_table, d_table, batch_size=64, n_critic=5, g_batch_size=128)
+  total = flops.reference_training_flops(
     out['flops/g_train_dense'], out['flops/d_train_dense'], 100_000, 5
   )
   assert total == pytest.approx(2.67e17, rel=2e-3)
@@ -140,12 +141,12 @@ def test_reference_dense_total_cifar10_sngan():
 def test_reference_static_balance_flops_ratio(density, expected):
   """Table 3, Static-Balance (ERK masks at d for G and D, fixed): % of dense."""
   g_table, d_table, gv, dv = sngan_tables()
-  g_dens = sparse.distributions.density_items(sparse.erk_densities(gv['params'], density))
-  d_dens = sparse.distributions.density_items(sparse.erk_densities(dv['params'], density))
+  g_dens = _distributions.density_items(sparse.erk_densities(gv['params'], density))
+  d_dens = _distributions.density_items(sparse.erk_densities(dv['params'], density))
   g_it = g_table.forward(g_dens) * (64 * 5 + 3 * 128)
   d_it = d_table.forward(d_dens) * (3 * 64 * 5 + 128)
-  sparse_total = sparse.reference_training_flops(g_it, d_it, 100_000, 5)
-  dense_total = sparse.reference_training_flops(
+  sparse_total = flops.reference_training_flops(g_it, d_it, 100_000, 5)
+  dense_total = flops.reference_training_flops(
     g_table.dense * 704, d_table.dense * 1088, 100_000, 5
   )
   assert 100 * sparse_total / dense_total == pytest.approx(expected, abs=0.1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxgan import sparse
-from jaxgan.sparse import distributions, masks
+from jaxgan.sparse import _distributions, _masks, _topk
 
 
 class SmallNet(nn.Module):
@@ -41,7 +41,7 @@ def small_params():
 @pytest.mark.parametrize('k', [0, 1, 9, 10])
 def test_topk_exact_count_with_heavy_ties(k):
   scores = jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, -0.0, 0.5, 1.0, 0.0, 0.5])
-  sel = np.asarray(sparse.topk_mask(scores, None, k))
+  sel = np.asarray(_topk.topk_mask(scores, None, k))
   assert sel.sum() == k
   # Ranking: 1.0 at 1, 2, 4, 7; 0.5 at 6, 9; then the zeros by index 0, 3, 5, 8.
   order = [1, 2, 4, 7, 6, 9, 0, 3, 5, 8]
@@ -53,18 +53,16 @@ def test_topk_exact_count_with_heavy_ties(k):
 def test_topk_only_candidates_and_clipped_count():
   scores = jnp.array([5.0, 4.0, 3.0, 2.0, 1.0])
   cand = jnp.array([False, True, False, True, True])
-  np.testing.assert_array_equal(
-    sparse.topk_mask(scores, cand, 2), [False, True, False, True, False]
-  )
+  np.testing.assert_array_equal(_topk.topk_mask(scores, cand, 2), [False, True, False, True, False])
   # k larger than the number of candidates selects every candidate, nothing else.
-  np.testing.assert_array_equal(sparse.topk_mask(scores, cand, 4), cand)
+  np.testing.assert_array_equal(_topk.topk_mask(scores, cand, 4), cand)
 
 
 def test_topk_traced_k_compiles_once():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def select(scores, k):
-    return sparse.topk_mask(scores, None, k)
+    return _topk.topk_mask(scores, None, k)
 
   scores = jax.random.normal(jax.random.PRNGKey(0), (50,))
   ranks = np.argsort(-np.asarray(scores), kind='stable')
@@ -76,7 +74,7 @@ def test_topk_traced_k_compiles_once():
 
 def test_topk_rejects_non_flat_scores():
   with pytest.raises(ValueError, match='flat'):
-    sparse.topk_mask(jnp.ones((2, 3)), None, 1)
+    _topk.topk_mask(jnp.ones((2, 3)), None, 1)
 
 
 # ----------------------------------------------------------------------------
@@ -85,8 +83,8 @@ def test_topk_rejects_non_flat_scores():
 
 
 def test_default_filter_keeps_kernels_only():
-  template = sparse.maskable_tree(small_params())
-  flat = dict(masks.leaves_with_paths(template))
+  template = _masks.maskable_tree(small_params())
+  flat = dict(_masks.leaves_with_paths(template))
   assert flat['Conv_0/kernel'] is True
   assert flat['Dense_0/kernel'] is True
   for name in (
@@ -103,13 +101,13 @@ def test_default_filter_keeps_kernels_only():
 
 def test_exclude_and_custom_filter():
   params = small_params()
-  flat = dict(masks.leaves_with_paths(sparse.maskable_tree(params, exclude=(r'^Conv_0/',))))
+  flat = dict(_masks.leaves_with_paths(_masks.maskable_tree(params, exclude=(r'^Conv_0/',))))
   assert flat['Conv_0/kernel'] is None and flat['Dense_0/kernel'] is True
-  only_conv = sparse.maskable_tree(params, filter_fn=lambda path, leaf: path.startswith('Conv'))
-  flat = dict(masks.leaves_with_paths(only_conv))
+  only_conv = _masks.maskable_tree(params, filter_fn=lambda path, leaf: path.startswith('Conv'))
+  flat = dict(_masks.leaves_with_paths(only_conv))
   assert flat['Conv_0/kernel'] is True and flat['Dense_0/kernel'] is None
   with pytest.raises(ValueError, match='sequence of regular expressions'):
-    sparse.maskable_tree(params, exclude='Conv')
+    _masks.maskable_tree(params, exclude='Conv')
 
 
 def test_apply_masks_zeroes_and_leaves_dense_leaves_untouched():
@@ -117,7 +115,7 @@ def test_apply_masks_zeroes_and_leaves_dense_leaves_untouched():
   m = sparse.random_masks(jax.random.PRNGKey(1), params, sparse.uniform_densities(params, 0.5))
   out = sparse.apply_masks(params, m)
   for (name, mk), p, o in zip(
-    masks.leaves_with_paths(m), jax.tree.leaves(params), jax.tree.leaves(out)
+    _masks.leaves_with_paths(m), jax.tree.leaves(params), jax.tree.leaves(out)
   ):
     if mk is None:
       assert o is p, name
@@ -129,11 +127,11 @@ def test_apply_masks_zeroes_and_leaves_dense_leaves_untouched():
 def test_check_masks_errors():
   params = {'a': jnp.ones((2, 3)), 'b': jnp.ones(3)}
   with pytest.raises(ValueError, match='does not mirror'):
-    masks.check_masks(params, {'a': jnp.ones((2, 3), bool)})
+    _masks.check_masks(params, {'a': jnp.ones((2, 3), bool)})
   with pytest.raises(ValueError, match='shape'):
-    masks.check_masks(params, {'a': jnp.ones((3, 2), bool), 'b': None})
+    _masks.check_masks(params, {'a': jnp.ones((3, 2), bool), 'b': None})
   with pytest.raises(ValueError, match='bool'):
-    masks.check_masks(params, {'a': jnp.ones((2, 3)), 'b': None})
+    _masks.check_masks(params, {'a': jnp.ones((2, 3)), 'b': None})
 
 
 # ----------------------------------------------------------------------------
@@ -145,7 +143,7 @@ def test_erk_hand_computed_small_net():
   # raw = sum/prod: (2, 2) -> 1.0, (10, 10) -> 0.2, (20, 20) -> 0.1; N = 504, d = 0.5.
   # Round 1: eps = 252 / (4 + 20 + 40) = 3.9375, 1.0 * eps > 1 -> layer a dense.
   # Round 2: eps = (252 - 4) / (20 + 40) = 62 / 15; b = 0.2 eps, c = 0.1 eps.
-  got = sparse.erk_from_shapes({'a': (2, 2), 'b': (10, 10), 'c': (20, 20)}, 0.5)
+  got = _distributions.erk_from_shapes({'a': (2, 2), 'b': (10, 10), 'c': (20, 20)}, 0.5)
   eps = 62.0 / 15.0
   assert got == pytest.approx({'a': 1.0, 'b': 0.2 * eps, 'c': 0.1 * eps}, rel=1e-12)
   total = 4 * got['a'] + 100 * got['b'] + 400 * got['c']
@@ -189,21 +187,21 @@ def test_erk_reproduces_reference_sngan_vectors():
   g, d = sngan_shapes()
   assert sum(np.prod(s) for s in g.values()) == 4_266_752
   assert sum(np.prod(s) for s in d.values()) == 1_052_544
-  eg = sparse.erk_from_shapes(g, 0.1)
+  eg = _distributions.erk_from_shapes(g, 0.1)
   assert eg['l1'] == pytest.approx(0.3811, abs=5e-5)
   assert eg['block3.c1'] == pytest.approx(0.0415, abs=5e-5)
   assert eg['block4.c_sc'] == pytest.approx(0.3710, abs=5e-5)
   assert eg['c5'] == 1.0
-  eg3 = sparse.erk_from_shapes(g, 0.3)
+  eg3 = _distributions.erk_from_shapes(g, 0.3)
   assert eg3['l1'] == eg3['c5'] == eg3['block2.c_sc'] == 1.0
   assert eg3['block2.c2'] == pytest.approx(0.1560, abs=5e-5)
-  eg5 = sparse.erk_from_shapes(g, 0.5)
+  eg5 = _distributions.erk_from_shapes(g, 0.5)
   assert eg5['block2.c1'] == pytest.approx(0.3972, abs=5e-5)
-  ed = sparse.erk_from_shapes(d, 0.1)
+  ed = _distributions.erk_from_shapes(d, 0.1)
   assert ed['block1.c1'] == ed['block1.c_sc'] == ed['l5'] == 1.0
   assert ed['block3.c2'] == pytest.approx(0.0860, abs=5e-5)
   assert ed['block2.c_sc'] == pytest.approx(0.7624, abs=5e-5)
-  ed3 = sparse.erk_from_shapes(d, 0.3)
+  ed3 = _distributions.erk_from_shapes(d, 0.3)
   assert ed3['block2.c1'] == pytest.approx(0.2862, abs=5e-5)
   for dens, shapes in ((eg, g), (ed, d), (eg3, g)):
     n = sum(np.prod(s) for s in shapes.values())
@@ -214,19 +212,19 @@ def test_erk_reproduces_reference_sngan_vectors():
 
 
 def test_erk_invariant_to_axis_order():
-  a = sparse.erk_from_shapes({'x': (3, 3, 16, 32), 'y': (64, 10)}, 0.2)
-  b = sparse.erk_from_shapes({'x': (32, 16, 3, 3), 'y': (10, 64)}, 0.2)
+  a = _distributions.erk_from_shapes({'x': (3, 3, 16, 32), 'y': (64, 10)}, 0.2)
+  b = _distributions.erk_from_shapes({'x': (32, 16, 3, 3), 'y': (10, 64)}, 0.2)
   assert a == pytest.approx(b, rel=1e-15)
 
 
 def test_uniform_and_bad_density():
   params = small_params()
-  d = distributions.density_items(sparse.uniform_densities(params, 0.25))
+  d = _distributions.density_items(sparse.uniform_densities(params, 0.25))
   assert d == {'Conv_0/kernel': 0.25, 'Dense_0/kernel': 0.25}
   with pytest.raises(ValueError, match=r'\(0, 1\]'):
     sparse.erk_densities(params, 0.0)
   with pytest.raises(ValueError, match='distribution'):
-    sparse.layer_densities_for(params, 0.5, 'er')
+    _distributions.layer_densities_for(params, 0.5, 'er')
 
 
 # ----------------------------------------------------------------------------
@@ -264,7 +262,7 @@ def test_counts_and_densities():
   assert sparse.num_maskable(m) == 8
   assert float(sparse.global_density(m)) == pytest.approx(3 / 8)
   assert sparse.layer_densities(m) == {'a': 0.75, 'c': 0.0}
-  counts = sparse.layer_counts(m)
+  counts = _masks.layer_counts(m)
   assert int(counts['a']) == 3 and counts['b'] is None and int(counts['c']) == 0
 
 

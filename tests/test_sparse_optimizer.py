@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from jaxgan import sparse
+from jaxgan.sparse import _masks, _prune_regrow
 from jaxgan.state import Player
 
 STEPS = 50
@@ -27,7 +28,7 @@ def make_params(dtype=jnp.float32):
 def make_masks(params, density=0.4, seed=1):
   """Random masks (numpy; the library's random_masks is tested elsewhere)."""
   rng = np.random.RandomState(seed)
-  template = sparse.maskable_tree(params)
+  template = _masks.maskable_tree(params)
   return jax.tree.map(
     lambda t, p: None if t is None else jnp.asarray(rng.rand(*p.shape) < density),
     template,
@@ -82,7 +83,9 @@ def test_masked_weights_exactly_zero_and_survivors_match_dense_run(name):
   with jax.enable_x64(True):
     params = make_params(jnp.float64)
     masks = make_masks(params)
-    sparse_params, state = run(sparse.masked(INNERS[name](), masks), params, mask_fn=mask_params)
+    sparse_params, state = run(
+      sparse.masked_optimizer(INNERS[name](), masks), params, mask_fn=mask_params
+    )
     dense_params, _ = run(INNERS[name](), params)
     for path in (('dense', 'kernel'), ('conv', 'kernel')):
       m = np.asarray(masks[path[0]][path[1]])
@@ -105,7 +108,7 @@ def test_masked_weights_exactly_zero_and_survivors_match_dense_run(name):
 def test_zeroes_unmasked_params_on_first_update():
   params = make_params()
   masks = make_masks(params)
-  tx = sparse.masked(optax.adamw(1e-2, weight_decay=0.1), masks)
+  tx = sparse.masked_optimizer(optax.adamw(1e-2, weight_decay=0.1), masks)
   out, _ = run(tx, params, steps=1)  # params not pre-masked
   assert np.all(np.asarray(out['conv']['kernel'])[~np.asarray(masks['conv']['kernel'])] == 0.0)
 
@@ -113,7 +116,7 @@ def test_zeroes_unmasked_params_on_first_update():
 def test_all_ones_masks_identical_to_inner():
   params = make_params()
   ones = sparse.dense_masks(params)
-  a, _ = run(sparse.masked(optax.adamw(1e-2, weight_decay=1e-2), ones), params, steps=10)
+  a, _ = run(sparse.masked_optimizer(optax.adamw(1e-2, weight_decay=1e-2), ones), params, steps=10)
   b, _ = run(optax.adamw(1e-2, weight_decay=1e-2), params, steps=10)
   chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-7)  # separately compiled: ulp differences
 
@@ -122,7 +125,7 @@ def test_masked_grad_mode_keeps_moments_zero_at_pruned():
   params = make_params()
   masks = make_masks(params)
   _, state = run(
-    sparse.masked(optax.adam(1e-2), masks, grad_mode='masked'),
+    sparse.masked_optimizer(optax.adam(1e-2), masks, grad_mode='masked'),
     params,
     steps=10,
     mask_fn=mask_params,
@@ -134,7 +137,7 @@ def test_masked_grad_mode_keeps_moments_zero_at_pruned():
     assert np.all(v[~m] == 0.0) and np.all(v[m] != 0.0)
   # Dense mode: shadow moments at pruned weights evolve (the reference).
   _, dense_state = run(
-    sparse.masked(optax.adam(1e-2), masks), params, steps=10, mask_fn=mask_params
+    sparse.masked_optimizer(optax.adam(1e-2), masks), params, steps=10, mask_fn=mask_params
   )
   v = np.asarray(dense_state.inner[0].mu['conv']['kernel'])
   assert np.all(v[~np.asarray(masks['conv']['kernel'])] != 0.0)
@@ -143,9 +146,9 @@ def test_masked_grad_mode_keeps_moments_zero_at_pruned():
 def test_mask_change_between_steps_regrown_weights_move():
   params = make_params()
   masks = make_masks(params, 0.3)
-  tx = sparse.masked(optax.adamw(1e-2, weight_decay=1e-2), masks)
+  tx = sparse.masked_optimizer(optax.adamw(1e-2, weight_decay=1e-2), masks)
   params, state = run(tx, params, steps=5, mask_fn=mask_params)
-  grown = sparse.newly_alive(
+  grown = _prune_regrow.newly_alive(
     masks, jax.tree.map(lambda m: None if m is None else ~m, masks, is_leaf=lambda x: x is None)
   )
   new_masks = jax.tree.map(lambda m: None if m is None else ~m, masks, is_leaf=lambda x: x is None)
@@ -164,7 +167,7 @@ def test_reset_moments_generic_over_states():
   masks = make_masks(params)
   where = jax.tree.map(lambda m: None if m is None else ~m, masks, is_leaf=lambda x: x is None)
   for inner in (optax.adam(1e-2), INNERS['adam_schedule'](), INNERS['sgd_nesterov']()):
-    tx = sparse.masked(inner, masks)
+    tx = sparse.masked_optimizer(inner, masks)
     _, state = run(tx, params, steps=3)
     new_state = sparse.replace_masks(state, masks, reset_at=where)
     before = jax.tree.leaves(state.inner)
@@ -189,7 +192,7 @@ def test_find_get_replace_masks():
   params = make_params()
   masks = make_masks(params)
   assert sparse.get_masks(optax.adam(1e-3).init(params)) is None
-  chain = optax.chain(optax.clip(1.0), sparse.masked(optax.adam(1e-3), masks))
+  chain = optax.chain(optax.clip(1.0), sparse.masked_optimizer(optax.adam(1e-3), masks))
   state = chain.init(params)
   chex.assert_trees_all_equal(sparse.get_masks(state), masks)
   new = jax.tree.map(
@@ -201,7 +204,10 @@ def test_find_get_replace_masks():
   chex.assert_trees_all_equal(jax.jit(sparse.get_masks)(replaced), new)
   with pytest.raises(ValueError, match='no sparse masks'):
     sparse.replace_masks(optax.adam(1e-3).init(params), new)
-  twice = optax.chain(sparse.masked(optax.adam(1e-3), masks), sparse.masked(optax.sgd(1e-3), masks))
+  twice = optax.chain(
+    sparse.masked_optimizer(optax.adam(1e-3), masks),
+    sparse.masked_optimizer(optax.sgd(1e-3), masks),
+  )
   with pytest.raises(ValueError, match='2 jaxgan.sparse.masked'):
     sparse.get_masks(twice.init(params))
 
@@ -209,25 +215,27 @@ def test_find_get_replace_masks():
 def test_errors_before_tracing():
   params = make_params()
   masks = make_masks(params)
-  tx = sparse.masked(optax.adam(1e-3), masks)
+  tx = sparse.masked_optimizer(optax.adam(1e-3), masks)
   state = tx.init(params)
   with pytest.raises(ValueError, match='needs the params'):
     tx.update(params, state)
   with pytest.raises(ValueError, match='grad_mode'):
-    sparse.masked(optax.adam(1e-3), masks, grad_mode='sparse')
+    sparse.masked_optimizer(optax.adam(1e-3), masks, grad_mode='sparse')
   bad = {
     'dense': {'kernel': jnp.ones((5, 6), bool), 'bias': None},
     'conv': {'kernel': masks['conv']['kernel']},
   }
   with pytest.raises(ValueError, match='shape'):
-    sparse.masked(optax.adam(1e-3), bad).init(params)
+    sparse.masked_optimizer(optax.adam(1e-3), bad).init(params)
   with pytest.raises(ValueError, match='density'):
     sparse.mask_initializer(jax.random.PRNGKey(0), 1.5)
 
 
-def test_sparse_optimizer_and_sparsify_player():
+def test_mask_initializer_and_sparsify_player():
   params = make_params()
-  tx = sparse.sparse_optimizer(optax.adam(1e-3), jax.random.PRNGKey(5), 0.5)
+  tx = sparse.masked_optimizer(
+    optax.adam(1e-3), sparse.mask_initializer(jax.random.PRNGKey(5), 0.5)
+  )
   player = sparse.sparsify_player(Player(params=params, model_state={}, opt_state=tx.init(params)))
   masks = sparse.get_masks(player.opt_state)
   dens = sparse.erk_densities(params, 0.5)

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from jaxgan import sparse
-from jaxgan.sparse import prune_regrow
+from jaxgan.sparse import _masks, _prune_regrow
 from jaxgan.state import Player
 
 # The mask-level primitives are pure; jitting them makes one program per call site
@@ -18,14 +18,14 @@ from jaxgan.state import Player
 prune = jax.jit(sparse.prune_by_magnitude, static_argnames=('scope',))
 grow = jax.jit(sparse.grow_by_score, static_argnames=('scope',))
 dst_masks = jax.jit(sparse.dst_masks, static_argnames=('regrow', 'scope'))
-set_count = jax.jit(sparse.set_count_masks, static_argnames=('regrow', 'scope'))
+set_count = jax.jit(_prune_regrow.set_count_masks, static_argnames=('regrow', 'scope'))
 
 
 def np_masks(params, density, seed=0):
   rng = np.random.RandomState(seed)
   return jax.tree.map(
     lambda t, p: None if t is None else jnp.asarray(rng.rand(*p.shape) < density),
-    sparse.maskable_tree(params),
+    _masks.maskable_tree(params),
     params,
     is_leaf=lambda x: x is None,
   )
@@ -189,7 +189,7 @@ def test_set_count_masks_grow_and_prune_exact_and_monotone():
 def trained_player(density=0.3, steps=3):
   """A masked-Adam player after a few steps (nonzero moments everywhere)."""
   params = random_params()
-  tx = sparse.masked(optax.adam(1e-2), np_masks(params, density))
+  tx = sparse.masked_optimizer(optax.adam(1e-2), np_masks(params, density))
   player = sparse.sparsify_player(Player(params=params, model_state={}, opt_state=tx.init(params)))
   rng = np.random.RandomState(11)
   for _ in range(steps):
@@ -250,14 +250,14 @@ def test_set_density_layer_scope():
 
 def test_no_recompilation_across_mask_updates():
   player, g = trained_player()
-  dst_before = prune_regrow._dst_update._cache_size()
-  set_before = prune_regrow._set_density._cache_size()
+  dst_before = _prune_regrow._dst_update._cache_size()
+  set_before = _prune_regrow._set_density._cache_size()
   for f in (0.5, 0.3, 0.1, 0.05):
     player = sparse.dst_update(player, g, drop_fraction=f)
   for d in (0.4, 0.2, 0.35):
     player = sparse.set_density(player, g, d)
-  assert prune_regrow._dst_update._cache_size() - dst_before <= 1
-  assert prune_regrow._set_density._cache_size() - set_before <= 1
+  assert _prune_regrow._dst_update._cache_size() - dst_before <= 1
+  assert _prune_regrow._set_density._cache_size() - set_before <= 1
 
 
 def test_player_errors():

@@ -1,7 +1,7 @@
 """A masked (sparse) optimizer around your own optax chain.
 
 ``jaxgan.sparse.random_masks`` draws masks of an exact density per kernel, and
-``masked`` wraps the user's optax chain (clipping + AdamW, whose weight decay would
+``masked_optimizer`` wraps the user's optax chain (clipping + AdamW, whose weight decay would
 move pruned weights) so pruned weights stay exactly 0.0 in a user-written step.
 
 Run: ``python -m experiments.examples.masked_optimizer``
@@ -32,14 +32,14 @@ def main(steps: int = 100, density: float = 0.3) -> dict:
   densities = sparse.uniform_densities(params, density)  # kernels only; biases stay dense
   masks = sparse.random_masks(jax.random.PRNGKey(1), params, densities)
   inner = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=1e-2))
-  tx = sparse.masked(inner, masks)
+  tx = sparse.masked_optimizer(inner, masks)
   opt_state, params = tx.init(params), sparse.apply_masks(params, masks)  # zero once
   loss_fn = lambda p: jnp.mean((model.apply({'params': p}, x) - y) ** 2)
 
   @jax.jit
   def train_step(params, opt_state):
     loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)  # masked needs the params
+    updates, opt_state = tx.update(grads, opt_state, params)  # masked_optimizer needs the params
     return optax.apply_updates(params, updates), opt_state, loss
 
   losses = []

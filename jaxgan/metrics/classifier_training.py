@@ -190,15 +190,7 @@ def train_classifier(
     ``(params, info)``; ``info`` has ``train_accuracy``, ``test_accuracy``
     (``None`` without ``test``), ``train_seconds`` and the config fields.
   """
-  _check_split('train', train)
-  if test is not None:
-    _check_split('test', test)
-  if config.epochs < 1 or config.batch_size < 1:
-    raise ValueError(f'invalid training config {config}: need epochs >= 1 and batch_size >= 1.')
-  if min(config.max_shift, config.max_rotation, config.max_scale) < 0 or config.max_scale >= 1:
-    raise ValueError(
-      f'invalid augmentation in {config}: max_shift, max_rotation >= 0 and 0 <= max_scale < 1.'
-    )
+  _check_training(train, test, config)
   images = np.asarray(train['image'], np.float32)
   labels = np.asarray(train['label'], np.int32)
   n = len(images)
@@ -233,14 +225,30 @@ def train_classifier(
       log(msg)
   jax.block_until_ready(params)
   seconds = time.perf_counter() - start
-  info = {
+  return params, _training_info(module, params, images, labels, test, config, seconds)
+
+
+def _check_training(train: dict, test: dict | None, config: ClassifierTrainConfig) -> None:
+  _check_split('train', train)
+  if test is not None:
+    _check_split('test', test)
+  if config.epochs < 1 or config.batch_size < 1:
+    raise ValueError(f'invalid training config {config}: need epochs >= 1 and batch_size >= 1.')
+  if min(config.max_shift, config.max_rotation, config.max_scale) < 0 or config.max_scale >= 1:
+    raise ValueError(
+      f'invalid augmentation in {config}: max_shift, max_rotation >= 0 and 0 <= max_scale < 1.'
+    )
+
+
+def _training_info(module, params, images, labels, test, config, seconds: float) -> dict:
+  """The ``info`` dict of :func:`train_classifier`: config, accuracies, time, sizes."""
+  return {
     **dataclasses.asdict(config),
     'train_accuracy': classifier_accuracy(module, params, images, labels),
     'test_accuracy': (
       None if test is None else classifier_accuracy(module, params, test['image'], test['label'])
     ),
     'train_seconds': seconds,
-    'n_train': n,
+    'n_train': len(images),
     'n_test': None if test is None else len(test['image']),
   }
-  return params, info

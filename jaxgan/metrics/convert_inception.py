@@ -1,40 +1,22 @@
 """Converts pytorch-fid's Inception weights to :class:`InceptionV3` variables.
 
 The weights are not downloadable here; users fetch pytorch-fid's
-``pt_inception-2015-12-05-6726825d.pth`` (95,628,359 bytes) themselves and
-check it before converting::
+``pt_inception-2015-12-05-6726825d.pth`` (95,628,359 bytes) themselves and check it::
 
     sha256sum pt_inception-2015-12-05-6726825d.pth
     # 6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2
 
-(the ``6726825d`` in the name is the first 8 hex digits of that SHA-256, the
-naming convention of ``torch.hub``). Then, with ``torch`` installed (needed
-only for this step)::
+(``6726825d`` in the name is the first 8 hex digits of that SHA-256, ``torch.hub``'s convention).
+Then, with ``torch`` installed (needed only for this step)::
 
-    python -m jaxgan.metrics.convert_inception pt_inception-2015-12-05-6726825d.pth \\
+    python -m jaxgan.metrics.convert_inception pt_inception-2015-12-05-6726825d.pth \
         ~/.cache/jaxgan/inception/fid_inception_v3.npz
 
-The CLI checks the input's SHA-256 against the value above (``--allow-unknown``
-converts another file anyway), writes an ``.npz`` with one array per leaf,
-keyed ``params/<module path>/<name>`` and ``batch_stats/<module path>/<name>``,
-plus a ``__meta__`` JSON record (source file's SHA-256 and a digest of the
-arrays), and prints the SHA-256 of the written file.
-
-Key mapping (PyTorch -> Flax), module paths kept as they are
-(``Mixed_6b.branch7x7_2.conv.weight`` -> ``Mixed_6b/branch7x7_2/conv``):
-
-=====================  ========================  ==============================
-PyTorch                Flax                      layout
-=====================  ========================  ==============================
-``*.conv.weight``      ``params/*/conv/kernel``  ``[O, I, kh, kw]`` -> ``[kh, kw, I, O]``
-``*.bn.weight``        ``params/*/bn/scale``     as is
-``*.bn.bias``          ``params/*/bn/bias``      as is
-``*.bn.running_mean``  ``batch_stats/*/bn/mean`` as is
-``*.bn.running_var``   ``batch_stats/*/bn/var``  as is
-``fc.weight``          ``params/fc/kernel``      ``[1008, 2048]`` -> ``[2048, 1008]``
-``fc.bias``            ``params/fc/bias``        as is
-``*.num_batches_tracked``  (dropped)
-=====================  ========================  ==============================
+The CLI checks the input's SHA-256 (``--allow-unknown`` converts another file anyway), writes an
+``.npz`` with one array per leaf, keyed ``params/<module path>/<name>`` and
+``batch_stats/<module path>/<name>``, plus a ``__meta__`` JSON record (source SHA-256 and a
+digest of the arrays), and prints the written file's SHA-256. :func:`torch_to_flax` gives the
+key mapping.
 """
 
 from __future__ import annotations
@@ -117,6 +99,12 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
 
 def torch_to_flax(state_dict: Mapping[str, np.ndarray], *, check: bool = True) -> dict:
   """Maps a pytorch-fid ``FIDInceptionV3`` state dict to Flax variables.
+
+  Module paths are kept (``Mixed_6b.branch7x7_2.conv.weight`` -> ``Mixed_6b/branch7x7_2/conv``):
+  ``*.conv.weight`` ``[O, I, kh, kw]`` -> ``params/*/conv/kernel`` ``[kh, kw, I, O]``;
+  ``*.bn.weight``/``bias`` -> ``params/*/bn/scale``/``bias``; ``*.bn.running_mean``/``var`` ->
+  ``batch_stats/*/bn/mean``/``var``; ``fc.weight`` ``[1008, 2048]`` -> ``params/fc/kernel``
+  ``[2048, 1008]``, ``fc.bias`` as is; ``*.num_batches_tracked`` is dropped.
 
   Args:
     state_dict: key -> array (numpy, or anything ``np.asarray`` accepts), keys

@@ -66,6 +66,31 @@ class FeatureExtractor:
     return extract_features(self.apply, images, batch_size or self.batch_size, params=self.params)
 
 
+def _check_images(images: np.ndarray | Array, batch_size: int) -> None:
+  if getattr(images, 'ndim', None) != 4:
+    raise ValueError(
+      f'images must be [N, H, W, C]; got shape {getattr(images, "shape", None)}. '
+      'Add a channel axis for grayscale images (x[..., None]).'
+    )
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(
+      f'images must be float in [-1, 1]; got dtype {images.dtype}. '
+      'Convert uint8 images with jaxgan.data.to_float.'
+    )
+  if batch_size <= 0:
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  if images.shape[0] == 0:
+    raise ValueError('images is empty (N = 0); pass at least one image.')
+
+
+def _pad_batch(batch: np.ndarray | Array, batch_size: int) -> np.ndarray | Array:
+  """``batch`` as float32 zero-padded to ``batch_size`` rows (a jax array stays on device)."""
+  pad = ((0, batch_size - batch.shape[0]), (0, 0), (0, 0), (0, 0))
+  if isinstance(batch, jax.Array):
+    return jnp.pad(batch.astype(jnp.float32), pad)
+  return np.pad(np.asarray(batch, np.float32), pad)
+
+
 def extract_features(
   apply_fn: ApplyFn,
   images: np.ndarray | Array,
@@ -93,21 +118,8 @@ def extract_features(
   Returns:
     Dict of ``[N, ...]`` numpy arrays.
   """
-  if getattr(images, 'ndim', None) != 4:
-    raise ValueError(
-      f'images must be [N, H, W, C]; got shape {getattr(images, "shape", None)}. '
-      'Add a channel axis for grayscale images (x[..., None]).'
-    )
-  if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise ValueError(
-      f'images must be float in [-1, 1]; got dtype {images.dtype}. '
-      'Convert uint8 images with jaxgan.data.to_float.'
-    )
-  if batch_size <= 0:
-    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  _check_images(images, batch_size)
   n = images.shape[0]
-  if n == 0:
-    raise ValueError('images is empty (N = 0); pass at least one image.')
   devices = jax.local_devices() if devices is None else list(devices)
   n_dev = len(devices)
   batch_size = math.ceil(batch_size / n_dev) * n_dev
@@ -121,12 +133,7 @@ def extract_features(
   for start in range(0, n, batch_size):
     batch = images[start : start + batch_size]
     valid = batch.shape[0]
-    if isinstance(batch, jax.Array):  # stays on device
-      batch = jnp.pad(batch.astype(jnp.float32), ((0, batch_size - valid), (0, 0), (0, 0), (0, 0)))
-    else:
-      batch = np.asarray(batch, np.float32)
-      batch = np.pad(batch, ((0, batch_size - valid), (0, 0), (0, 0), (0, 0)))
-    out = fn(params, jax.device_put(batch, batch_sharding))
+    out = fn(params, jax.device_put(_pad_batch(batch, batch_size), batch_sharding))
     if not isinstance(out, dict):
       out = {'features': out}
     outputs.append((valid, out))  # still on device: the next batch dispatches meanwhile

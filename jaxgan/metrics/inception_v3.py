@@ -1,32 +1,19 @@
 """Inception-v3 of the standard FID network, in Flax.
 
-This is the network of the TensorFlow graph ``inception-2015-12-05`` as ported
-to PyTorch by pytorch-fid (``FIDInceptionV3``, weights file
-``pt_inception-2015-12-05-6726825d.pth``), not torchvision's Inception-v3.
-It differs from torchvision's in its blocks:
+The network of the TensorFlow graph ``inception-2015-12-05`` (Szegedy et al., CVPR 2016; the FID
+of Heusel et al., NeurIPS 2017) as ported to PyTorch by pytorch-fid (``FIDInceptionV3``, weights
+``pt_inception-2015-12-05-6726825d.pth``), not torchvision's Inception-v3, from which it differs:
+the pool branch of ``Mixed_5b/c/d``, ``Mixed_6b..e`` and ``Mixed_7b`` averages over the valid
+window only (TensorFlow's average pool), ``Mixed_7c``'s pool branch is a 3x3 *max* pool, and the
+classifier has 1008 outputs.
 
-* ``Mixed_5b/c/d`` (A), ``Mixed_6b..e`` (C) and ``Mixed_7b`` (E, first): the
-  pool branch averages over the valid window only (``count_include_pad=False``,
-  as TensorFlow's average pool does);
-* ``Mixed_7c`` (E, second): the pool branch is a 3x3 *max* pool;
-* the classifier has 1008 outputs.
-
-Outputs: ``'features'``, the 2048-d global average pool of ``Mixed_7c``
-(pool3, the FID features), and ``'logits'`` ``[B, 1008]`` (the Inception Score
-classifier). Submodule names follow the PyTorch module names
-(``Conv2d_1a_3x3``, ``Mixed_5b/branch1x1``, ``fc``, ...), so the converter
-(:mod:`jaxgan.metrics.convert_inception`) maps keys one to one.
-
-Input: NHWC images in [-1, 1] of any size, 1 or 3 channels (grayscale is
-repeated to RGB). With ``resize=True`` (the default) they are resized to
-299x299 with **bilinear** interpolation, half-pixel centres (PyTorch's
-``align_corners=False``) and **no antialiasing**, which is what pytorch-fid's
-``F.interpolate(..., mode='bilinear', align_corners=False)`` computes. The
-network expects [-1, 1] (pytorch-fid maps its [0, 1] input with ``2x - 1``),
-so our inputs need no rescaling. Convolutions run at ``Precision.HIGHEST``
-so accelerators do not silently use reduced-precision matmuls.
-
-Random-initialised params are only useful for tests; load real weights with
+Outputs: ``'features'``, the 2048-d global average pool of ``Mixed_7c`` (pool3, the FID
+features), and ``'logits'`` ``[B, 1008]`` (the Inception Score classifier). Submodule names follow
+the PyTorch module names (``Conv2d_1a_3x3``, ``Mixed_5b/branch1x1``, ``fc``, ...), so
+:mod:`jaxgan.metrics.convert_inception` maps keys one to one. Input: NHWC images in [-1, 1] (the
+range pytorch-fid maps its input to), 1 or 3 channels, resized to 299x299 by
+:func:`resize_for_inception`. Convolutions run at ``Precision.HIGHEST``. Random-initialised params
+only serve tests; load real weights with
 :func:`jaxgan.metrics.convert_inception.load_inception_variables`.
 """
 
@@ -45,6 +32,7 @@ NUM_LOGITS = 1008
 def resize_for_inception(images: Array, size: int = INPUT_SIZE) -> Array:
   """Bilinear resize ``[B, H, W, C]`` -> ``[B, size, size, 3]`` (half-pixel centres, no antialias).
 
+  What pytorch-fid's ``F.interpolate(..., mode='bilinear', align_corners=False)`` computes.
   One-channel images are repeated to three channels.
   """
   if images.shape[-1] == 1:

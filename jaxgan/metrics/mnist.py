@@ -1,24 +1,19 @@
 """The project's MNIST classifier as an evaluation feature extractor.
 
-The LeNet-5 of :mod:`jaxgan.models.classifier` is trained once on the offline
-MNIST-5k train split (4,000 images) and cached in the data directory (the
-``data_dir`` of :func:`jaxgan.data.load_arrays`; default
-:func:`jaxgan.data.default_data_dir`) as
+The LeNet-5 of :mod:`jaxgan.models.classifier` is trained once on the offline MNIST-5k train split
+(4,000 images) and cached in the data directory (the ``data_dir`` of
+:func:`jaxgan.data.load_arrays`; default :func:`jaxgan.data.default_data_dir`) as
+``classifiers/mnist5k_<variant>.msgpack`` (the params, ``flax.serialization``) and
+``classifiers/mnist5k_<variant>.json`` (held-out accuracy on the 1,000 test images, seed, epochs,
+training time, SHA-256 of the params file).
 
-* ``classifiers/mnist5k_<variant>.msgpack``: the params
-  (``flax.serialization.msgpack_serialize``),
-* ``classifiers/mnist5k_<variant>.json``: metadata (held-out accuracy on the
-  1,000 test images, seed, epochs, training time, SHA-256 of the params file).
+Its penultimate (fc 84) activations give MNIST FID/KID/precision-recall and its softmax an MNIST
+Inception Score and the Stacked-MNIST mode labels. The extractor is named
+``mnist_<variant>@<first 12 hex digits of the SHA-256>``, so every score names the exact weights.
 
-Its penultimate (fc 84) activations give MNIST FID/KID/precision-recall and
-its softmax gives an MNIST Inception Score and the Stacked-MNIST mode labels.
-The extractor is named ``mnist_<variant>@<first 12 hex digits of the SHA-256>``
-so every score names the exact weights.
-
-Concurrency: training and writing happen under an exclusive ``flock`` on
-``<params>.lock``; files are written to a temporary name and renamed, params
-first and metadata last, so a reader that finds the metadata always finds the
-params it describes.
+Concurrency: training and writing happen under an exclusive ``flock`` on ``<params>.lock``; files
+are written to a temporary name and renamed, params first and metadata last, so a reader that
+finds the metadata always finds the params it describes.
 """
 
 from __future__ import annotations

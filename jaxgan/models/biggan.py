@@ -1,52 +1,19 @@
-"""BigGAN generator and discriminator (Brock et al. 2019) for 32, 64 and 128 pixels.
+"""BigGAN generator and discriminator (Brock, Donahue and Simonyan, ICLR 2019), 32 to 128 px.
 
-The architecture tables of BigGAN-PyTorch (``G_arch``/``D_arch``), which the
-DiffAugment BigGAN-CIFAR code and the DDST BigGAN code use unchanged. With
-``ch`` the width:
+The architecture tables of BigGAN-PyTorch (``G_arch``/``D_arch``), which the DiffAugment and the
+DDST BigGAN-CIFAR code use unchanged; the class docstrings give the layers. Self-attention (SAGAN,
+:class:`SelfAttention`) follows the blocks whose output resolution is listed in ``attention``.
+Spectral normalization covers every G and D conv/linear and D's projection table, not G's class
+tables. Init ``'N02'`` (normal 0.02, the CIFAR scripts), ``'ortho'`` (ImageNet) or ``'xavier'``;
+biases 0; BatchNorm momentum 0.1 and epsilon 1e-5 (PyTorch).
 
-* **G** (bottom width 4): ``Dense(z_0 -> 4*4*in_0)`` (``linear``) -> one
-  up-block per entry -> BN -> ReLU -> ``conv3x3 -> C`` (``out_conv``) -> tanh.
-  Up-block: ``cBN -> ReLU -> up x2 -> conv3x3 -> cBN -> ReLU -> conv3x3``, plus
-  ``up x2 -> conv1x1`` (nearest-neighbour upsampling). Channels (in -> out, in
-  units of ``ch``): 32: 4->4, 4->4, 4->4; 64: 16->16, 16->8, 8->4, 4->2;
-  128: 16->16, 16->8, 8->4, 4->2, 2->1.
-* **D**: blocks ``conv3x3 -> ReLU -> conv3x3 [-> avgpool]`` (pre-activated by a
-  ReLU except the first), shortcut ``conv1x1`` where shape changes (the first
-  block pools before it, the others after), then ReLU, global sum pooling and
-  the projection head (:class:`jaxgan.models.conditional.ProjectionHead`).
-  Out channels: 32: 4, 4, 4, 4 (downsampling in the first two); 64: 1, 2, 4, 8,
-  16; 128: 1, 2, 4, 8, 16, 16 (all but the last downsample).
-* Self-attention (SAGAN, :class:`SelfAttention`) after the blocks whose output
-  resolution is listed in ``attention`` (the reference's ``G_attn``/``D_attn``;
-  its 32x32 D table labels all four blocks "16", so there ``D_attn='16'`` means
-  four layers; here a layer goes only where the map really is 16x16).
-* Conditioning in G: without a shared embedding, each cBN has per-class gain and
-  shift tables (``nn.Embedding(n_classes, C)``); with ``shared_dim > 0`` a
-  shared class embedding feeds bias-free (spectrally normalized) linear maps;
-  ``hier`` splits ``z`` into ``n_blocks + 1`` chunks, the first to ``linear``
-  and one per block concatenated after the shared embedding.
-* Spectral normalization on every G and D conv/linear (BigGAN-PyTorch's
-  ``G_param='SN'``), on D's projection table but not on G's tables.
-* Init: ``'N02'`` (normal 0.02, the CIFAR scripts), ``'ortho'`` (ImageNet) or
-  ``'xavier'``; biases 0; BN ``momentum`` 0.1 and ``eps`` 1e-5 (PyTorch).
-
-Reference settings (:data:`REFERENCE_CONFIGS`): the CIFAR scripts of
-DiffAugment-biggan-cifar and of the DDST code: ``ch = 64``, ``nz = 128``, no
-shared embedding, no hierarchy, no attention, N02 init; BigGAN-PyTorch's
-ImageNet-128 launch script: ``ch = 96``, ``nz = 120``, shared 128, hierarchical,
-attention at 64, ortho init. With 10 classes the CIFAR G has 4,304,387 params
-and D 4,207,361 (the DDST training log's "Number of params in G: 4304387 D:
-4207361"; ``tests/test_biggan.py``).
-
-Also here: :func:`orthogonal_penalty` (BigGAN's modified orthogonal
-regularization, ``G_ortho``), :func:`ortho_g_regularizer` (the same as a
-:class:`jaxgan.game.Game` G term) and :func:`standing_statistics` (BatchNorm
-statistics accumulated over many batches for evaluating the EMA generator, the
-reference's ``--accumulate_stats``).
-
-Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on ``linear``'s
-output reshaped to ``[B, 4, 4, C]``; D on the pooled features ``[B, C]`` that
-enter the projection head.
+:data:`REFERENCE_CONFIGS`: the CIFAR scripts (``ch = 64``, ``nz = 128``, no shared embedding, no
+hierarchy, no attention, N02; with 10 classes G has 4,304,387 params and D 4,207,361, as the DDST
+training log) and BigGAN-PyTorch's ImageNet-128 launch script (``ch = 96``, ``nz = 120``, shared
+128, hierarchical, attention at 64, ortho). Also here: :func:`orthogonal_penalty` (BigGAN's
+modified orthogonal regularization), :func:`ortho_g_regularizer` (the same as a ``Game`` G term)
+and :func:`standing_statistics` (BatchNorm statistics accumulated over many batches for the EMA
+generator, the reference's ``--accumulate_stats``).
 """
 
 from __future__ import annotations
@@ -275,6 +242,16 @@ class DBlock(nn.Module):
 class BigGANGenerator(nn.Module):
   """BigGAN generator: ``z [B, nz]`` (and labels ``y [B]``) -> images ``[B, R, R, C]``.
 
+  BigGAN-PyTorch's ``G_arch`` with ``ch = width``: ``Dense(z_0 -> 4*4*in_0)`` (``linear``) -> one
+  up-block per entry -> BN -> ReLU -> ``conv3x3 -> C`` (``out_conv``) -> tanh. Up-block:
+  ``cBN -> ReLU -> up x2 -> conv3x3 -> cBN -> ReLU -> conv3x3`` plus ``up x2 -> conv1x1``
+  (nearest-neighbour upsampling). Channels (in -> out, units of ``ch``): 32: 4->4 three times;
+  64: 16->16, 16->8, 8->4, 4->2; 128: 16->16, 16->8, 8->4, 4->2, 2->1. Without a shared embedding
+  each cBN has per-class gain and shift tables; with ``shared_dim > 0`` a shared class embedding
+  feeds bias-free linear maps, and ``hier`` splits ``z`` into ``n_blocks + 1`` chunks, the first to
+  ``linear`` and one per block after the shared embedding. AdvAug's feature hook is ``linear``'s
+  output reshaped to ``[B, 4, 4, C]``.
+
   Attributes:
     resolution: 32, 64 or 128.
     channels: image channels.
@@ -321,45 +298,16 @@ class BigGANGenerator(nn.Module):
     Returns:
       ``[B, resolution, resolution, channels]``.
     """
-    ch = _check_common(
-      self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator'
-    )
-    if z.ndim != 2:
-      raise ValueError(f'BigGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
-    check_labels(y, self.num_classes, z.shape[0], 'BigGANGenerator')
-    if self.hier and self.num_classes > 0 and self.shared_dim <= 0:
-      raise ValueError(
-        'BigGANGenerator: hier=True with labels needs a shared class embedding; set '
-        'shared_dim > 0 (the reference uses 128).'
-      )
-    if self.shared_dim < 0:
-      raise ValueError(f'BigGANGenerator: shared_dim must be >= 0, got {self.shared_dim}.')
-    arch, slots = G_ARCH[self.resolution], self.num_slots
-    if z.shape[1] % slots:
-      raise ValueError(
-        f'BigGANGenerator(hier=True, resolution={self.resolution}) splits z into {slots} equal '
-        f'chunks; nz={z.shape[1]} is not divisible by {slots} (e.g. use nz={slots * 20}).'
-      )
+    ch = self._check_inputs(z, y)
     kinit = weight_init(self.init_style)
-    chunks = jnp.split(z, slots, axis=1)
-    if self.num_classes > 0 and self.shared_dim > 0:
-      shared = nn.Embed(self.num_classes, self.shared_dim, embedding_init=kinit, name='shared')(y)
-    else:
-      shared = None
-    conds = []
-    for i in range(len(arch)):
-      parts = [p for p in (shared, chunks[i + 1] if self.hier else None) if p is not None]
-      if parts:
-        conds.append(jnp.concatenate(parts, axis=1).astype(z.dtype))
-      else:
-        conds.append(y if self.num_classes > 0 else None)
-
-    b, c0 = z.shape[0], arch[0][0] * ch
+    chunks = jnp.split(z, self.num_slots, axis=1)
+    conds = self._block_conditions(chunks, y, kinit, z.dtype)
+    b, c0 = z.shape[0], G_ARCH[self.resolution][0][0] * ch
     linear = nn.Dense(4 * 4 * c0, kernel_init=kinit, dtype=self.dtype, name='linear')
     h = spectral_norm(linear, self.spectral, train)(chunks[0]).reshape(b, 4, 4, c0)
     h = self.perturb('features', h)
     res = 4
-    for i, (_, out_mult) in enumerate(arch):
+    for i, (_, out_mult) in enumerate(G_ARCH[self.resolution]):
       h = GBlock(
         out_mult * ch,
         num_classes=self.num_classes,
@@ -381,9 +329,56 @@ class BigGANGenerator(nn.Module):
     h = spectral_norm(out, self.spectral, train)(nn.relu(h))
     return jnp.tanh(h).astype(jnp.float32)
 
+  def _check_inputs(self, z: jax.Array, y: jax.Array | None) -> int:
+    """Raises on invalid fields or inputs; returns the width ``ch``."""
+    ch = _check_common(
+      self.resolution, self.width, self.init_style, self.attention, 'BigGANGenerator'
+    )
+    if z.ndim != 2:
+      raise ValueError(f'BigGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
+    check_labels(y, self.num_classes, z.shape[0], 'BigGANGenerator')
+    if self.hier and self.num_classes > 0 and self.shared_dim <= 0:
+      raise ValueError(
+        'BigGANGenerator: hier=True with labels needs a shared class embedding; set '
+        'shared_dim > 0 (the reference uses 128).'
+      )
+    if self.shared_dim < 0:
+      raise ValueError(f'BigGANGenerator: shared_dim must be >= 0, got {self.shared_dim}.')
+    slots = self.num_slots
+    if z.shape[1] % slots:
+      raise ValueError(
+        f'BigGANGenerator(hier=True, resolution={self.resolution}) splits z into {slots} equal '
+        f'chunks; nz={z.shape[1]} is not divisible by {slots} (e.g. use nz={slots * 20}).'
+      )
+    return ch
+
+  def _block_conditions(self, chunks: list, y: jax.Array | None, kinit, dtype) -> list:
+    """Each block's cBN input: labels, or [shared embedding, z chunk] vectors, or ``None``."""
+    if self.num_classes > 0 and self.shared_dim > 0:
+      shared = nn.Embed(self.num_classes, self.shared_dim, embedding_init=kinit, name='shared')(y)
+    else:
+      shared = None
+    conds = []
+    for i in range(len(G_ARCH[self.resolution])):
+      parts = [p for p in (shared, chunks[i + 1] if self.hier else None) if p is not None]
+      if parts:
+        conds.append(jnp.concatenate(parts, axis=1).astype(dtype))
+      else:
+        conds.append(y if self.num_classes > 0 else None)
+    return conds
+
 
 class BigGANDiscriminator(nn.Module):
   """BigGAN projection discriminator: images ``[B, R, R, C]`` (labels ``y``) -> logits ``[B]``.
+
+  BigGAN-PyTorch's ``D_arch``: blocks ``conv3x3 -> ReLU -> conv3x3 [-> avgpool]``, pre-activated
+  by a ReLU except the first, with a ``conv1x1`` shortcut where the shape changes (the first block
+  pools before it, the others after), then ReLU, global sum pooling and the projection head
+  (:class:`jaxgan.models.conditional.ProjectionHead`). Out channels (units of ``ch``): 32: 4, 4,
+  4, 4 (downsampling in the first two); 64: 1, 2, 4, 8, 16; 128: 1, 2, 4, 8, 16, 16 (all but the
+  last downsample). The reference's 32x32 table labels all four blocks "16", so ``D_attn='16'``
+  there means four attention layers; here a layer goes only where the map really is 16x16.
+  AdvAug's feature hook is the pooled ``[B, C]`` vector entering the head.
 
   Attributes:
     resolution: 32, 64 or 128; inputs must have this size.

@@ -14,9 +14,8 @@
 * :func:`class_grid_labels`: labels for a sampling grid with one row per class.
 
 The gain/shift params are named ``gain_scale`` and ``gain_shift`` and the
-projection table ``embed``, so the sparse-training filter
-(:func:`jaxgan.sparse.masks.default_filter`) keeps them dense as the
-reference code does.
+projection table ``embed``, so the sparse-training masks
+(:func:`jaxgan.sparse.dense_masks`) keep them dense as the reference code does.
 """
 
 from __future__ import annotations

@@ -1,42 +1,17 @@
 """DCGAN generators and discriminators for 28x28, 32x32 and 64x64 images.
 
-Architectures (``d`` = ``width``, ``C`` = image channels, ``up`` =
-:class:`jaxgan.nn.ConvTranspose4x4s2`, i.e. ``ConvTranspose2d(k=4, s=2, p=1)``):
-
-* **64x64**, the PyTorch DCGAN as in OSGAN's ``networks/dcgan.py`` (default
-  ``d = 128``). G: ``Project4x4(z -> 8d)`` (``ConvTranspose2d(k=4, s=1, p=0)`` on
-  1x1) -> ``up 4d`` -> ``up 2d`` -> ``up d`` (each BN + ReLU, the projection too) ->
-  ``up C`` -> tanh. D: ``conv4x4 s2 d`` + LReLU -> ``conv 2d`` -> ``conv 4d`` ->
-  ``conv 8d`` (each norm + LReLU) -> ``conv4x4 s1 p0 -> 1`` on the 4x4 map.
-* **32x32**, the "standard CNN" of Miyato et al. 2018 (SNGAN paper, Table 3;
-  default ``d = 64``). G: ``Dense(z -> 4*4*8d)`` -> BN + ReLU -> ``up 4d`` ->
-  ``up 2d`` -> ``up d`` (each BN + ReLU) -> ``conv3x3 C`` -> tanh. D:
-  ``conv3x3 d`` -> ``conv4x4 s2 d`` -> ``conv3x3 2d`` -> ``conv4x4 s2 2d`` ->
-  ``conv3x3 4d`` -> ``conv4x4 s2 4d`` -> ``conv3x3 8d`` (each LReLU; norm on all but
-  the first) -> ``Dense(4*4*8d -> 1)``. (Miyato used LReLU slope 0.1.)
-* **28x28** (MNIST; default ``d = 64``): G: ``Dense(z -> 7*7*4d)`` -> BN + ReLU ->
-  ``up 2d`` (14x14) + BN + ReLU -> ``up C`` (28x28) -> tanh. D: ``conv4x4 s2 2d``
-  (14x14) + LReLU -> ``conv4x4 s2 4d`` (7x7) + norm + LReLU -> ``Dense(7*7*4d -> 1)``.
-
-All conv/dense/transposed-conv kernels start from N(0, 0.02) and biases from 0
-(as the references); norm scales/biases start at 1/0. BatchNorm uses PyTorch's
+Radford, Metz and Chintala (ICLR 2016) as the OSGAN code builds it at 64x64 (default width 128),
+the "standard CNN" of Miyato et al. (ICLR 2018, Table 3) at 32x32 and a small MNIST pair at 28x28
+(default width 64); the class docstrings give the layers. All conv, dense and transposed-conv
+kernels start from N(0, 0.02) and biases from 0, as the references; BatchNorm uses PyTorch's
 momentum and epsilon. G always uses BatchNorm; D's normalization is one of
-:data:`jaxgan.nn.D_NORMS` (spectral normalization covers every D layer, the
-activation norms every layer but the first and the last). D's LeakyReLU slope is
-0.2.
+:data:`jaxgan.nn.D_NORMS` (spectral normalization covers every D layer, the activation norms every
+layer but the first and the last) and its LeakyReLU slope is 0.2.
 
-Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on the output of
-its first layer (the projection, before BN); D calls it on the input of its last
-linear layer. Without a ``'perturbations'`` collection in the variables these are
-no-ops.
-
-Self-supervised heads (:mod:`jaxgan.models.selfsup`, field ``aux_head``): D's
-global feature is the flattened vector entering its last linear layer (for 64x64,
-the flattened ``conv4`` map), its local feature map an intermediate activation:
-``conv1`` (14x14) for 28x28, ``conv4`` (8x8) for 32x32, ``conv3`` (8x8) for 64x64.
-The global InfoMax head's hidden layer has ``infomax_dim`` units (an F -> F layer
-on the flattened feature, as Mimicry's SNGAN-sized head, would be far too large).
-With the default ``aux_head='none'`` nothing changes.
+Both mark AdvAug's feature with ``self.perturb('features', h)`` (a no-op without a
+``'perturbations'`` collection). D's self-supervised heads (field ``aux_head``,
+:mod:`jaxgan.models.selfsup`) add parameters and outputs only when asked; with the default
+``aux_head='none'`` nothing changes.
 """
 
 from __future__ import annotations
@@ -83,8 +58,19 @@ def _width(image_size: int, width: int | None, where: str) -> int:
 class DCGANGenerator(nn.Module):
   """DCGAN generator: latents ``[B, nz]`` -> images ``[B, S, S, channels]`` in [-1, 1].
 
+  With ``d = width``, ``C = channels`` and ``up`` = :class:`jaxgan.nn.ConvTranspose4x4s2`
+  (``ConvTranspose2d(k=4, s=2, p=1)``), each ``up`` but the last followed by BN + ReLU:
+
+  * 64x64 (OSGAN's ``networks/dcgan.py``): ``Project4x4(z -> 8d)`` (``ConvTranspose2d(k=4, s=1,
+    p=0)`` on 1x1) + BN + ReLU -> ``up 4d`` -> ``up 2d`` -> ``up d`` -> ``up C`` -> tanh.
+  * 32x32 (Miyato et al., ICLR 2018, Table 3): ``Dense(z -> 4*4*8d)`` + BN + ReLU -> ``up 4d`` ->
+    ``up 2d`` -> ``up d`` -> ``conv3x3 C`` -> tanh.
+  * 28x28 (MNIST): ``Dense(z -> 7*7*4d)`` + BN + ReLU -> ``up 2d`` (14x14) -> ``up C`` -> tanh.
+
+  AdvAug's feature hook ``self.perturb('features', h)`` is the projection's output, before BN.
+
   Attributes:
-    image_size: 28, 32 or 64 (architectures in the module docstring).
+    image_size: 28, 32 or 64.
     channels: output image channels.
     width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
     upsample: ``'fast'`` (:func:`jaxgan.nn.conv_transpose_4x4s2`) or ``'stock'``
@@ -116,63 +102,84 @@ class DCGANGenerator(nn.Module):
       raise ValueError(f"DCGANGenerator.upsample must be 'fast' or 'stock', got {self.upsample!r}.")
     if z.ndim != 2:
       raise ValueError(f'DCGANGenerator expects latents [B, nz], got shape {tuple(z.shape)}.')
+    body = {64: self._body64, 32: self._body32, 28: self._body28}[self.image_size]
+    return at_least_float32(jnp.tanh(body(z, d, train)))
 
-    def up(features, name):
-      return ConvTranspose4x4s2(
-        features,
-        method=self.upsample,
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name=name,
-      )
+  def _up(self, features: int, name: str) -> nn.Module:
+    return ConvTranspose4x4s2(
+      features,
+      method=self.upsample,
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name=name,
+    )
 
-    def bn_relu(h, name):
-      return nn.relu(batch_norm(train, name, self.dtype)(h))
+  def _bn_relu(self, h: jax.Array, train: bool, name: str) -> jax.Array:
+    return nn.relu(batch_norm(train, name, self.dtype)(h))
 
-    def dense(features, name):
-      return nn.Dense(features, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name=name)
+  def _project(self, z: jax.Array, side: int, features: int, train: bool) -> jax.Array:
+    """``Dense(z -> side*side*features)``, the feature hook, BN + ReLU."""
+    layer = nn.Dense(
+      side * side * features,
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='project',
+    )
+    h = self.perturb('features', layer(z).reshape(z.shape[0], side, side, features))
+    return self._bn_relu(h, train, 'project_bn')
 
-    b = z.shape[0]
-    if self.image_size == 64:
-      h = Project4x4(
-        8 * d, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='project'
-      )(z)
-      h = self.perturb('features', h)
-      h = bn_relu(h, 'project_bn')
-      for i, mult in enumerate((4, 2, 1)):
-        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
-      h = up(self.channels, 'up4')(h)
-    elif self.image_size == 32:
-      h = dense(4 * 4 * 8 * d, 'project')(z)
-      h = self.perturb('features', h.reshape(b, 4, 4, 8 * d))
-      h = bn_relu(h, 'project_bn')
-      for i, mult in enumerate((4, 2, 1)):
-        h = bn_relu(up(mult * d, f'up{i + 1}')(h), f'up{i + 1}_bn')
-      h = nn.Conv(
-        self.channels,
-        (3, 3),
-        padding=((1, 1), (1, 1)),
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name='out',
-      )(h)
-    else:
-      h = dense(7 * 7 * 4 * d, 'project')(z)
-      h = self.perturb('features', h.reshape(b, 7, 7, 4 * d))
-      h = bn_relu(h, 'project_bn')
-      h = bn_relu(up(2 * d, 'up1')(h), 'up1_bn')
-      h = up(self.channels, 'up2')(h)
-    return at_least_float32(jnp.tanh(h))
+  def _up_stack(self, h: jax.Array, d: int, train: bool) -> jax.Array:
+    """``up 4d -> up 2d -> up d``, each BN + ReLU."""
+    for i, mult in enumerate((4, 2, 1)):
+      h = self._bn_relu(self._up(mult * d, f'up{i + 1}')(h), train, f'up{i + 1}_bn')
+    return h
+
+  def _body64(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = Project4x4(8 * d, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='project')(
+      z
+    )
+    h = self._bn_relu(self.perturb('features', h), train, 'project_bn')
+    return self._up(self.channels, 'up4')(self._up_stack(h, d, train))
+
+  def _body32(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = self._up_stack(self._project(z, 4, 8 * d, train), d, train)
+    out = nn.Conv(
+      self.channels,
+      (3, 3),
+      padding=((1, 1), (1, 1)),
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='out',
+    )
+    return out(h)
+
+  def _body28(self, z: jax.Array, d: int, train: bool) -> jax.Array:
+    h = self._project(z, 7, 4 * d, train)
+    h = self._bn_relu(self._up(2 * d, 'up1')(h), train, 'up1_bn')
+    return self._up(self.channels, 'up2')(h)
 
 
 class DCGANDiscriminator(nn.Module):
   """DCGAN discriminator: images ``[B, S, S, C]`` -> logits ``[B]``.
 
+  With ``d = width``, each conv followed by the norm (not on the first) and LeakyReLU:
+
+  * 64x64: ``conv4x4 s2`` to ``d``, ``2d``, ``4d``, ``8d`` -> ``conv4x4 s1 p0 -> 1`` on the 4x4 map.
+  * 32x32 (Miyato et al., ICLR 2018, Table 3; their LReLU slope is 0.1): ``conv3x3 d`` ->
+    ``conv4x4 s2 d`` -> ``conv3x3 2d`` -> ``conv4x4 s2 2d`` -> ``conv3x3 4d`` ->
+    ``conv4x4 s2 4d`` -> ``conv3x3 8d`` -> ``Dense(4*4*8d -> 1)``.
+  * 28x28: ``conv4x4 s2 2d`` (14x14) -> ``conv4x4 s2 4d`` (7x7) -> ``Dense(7*7*4d -> 1)``.
+
+  AdvAug's feature hook is the input of the last layer. Self-supervised heads
+  (:mod:`jaxgan.models.selfsup`): the global feature is the flattened input of the last layer,
+  the local map ``conv1`` (14x14) for 28x28, ``conv4`` (8x8) for 32x32, ``conv3`` (8x8) for
+  64x64; the global InfoMax head's hidden layer has ``infomax_dim`` units.
+
   Attributes:
-    image_size: 28, 32 or 64 (architectures in the module docstring); inputs
-      must have this height and width.
+    image_size: 28, 32 or 64; inputs must have this height and width.
     width: base channel count ``d`` (``None``: 64 for 28/32, 128 for 64).
     norm: one of :data:`jaxgan.nn.D_NORMS` ('batch' is the DCGAN default;
       'group' is OSGAN's ``dcgan_gn`` for one-stage training with asymmetric
@@ -217,8 +224,25 @@ class DCGANDiscriminator(nn.Module):
       ``(local [B, h, w, infomax_dim], global [B, infomax_dim])`` projected
       features for ``output='infomax'`` (local map sizes in the module docstring).
     """
-    _check_size(self.image_size, 'DCGANDiscriminator')
+    self._check_input(x, output)
     d = _width(self.image_size, self.width, 'DCGANDiscriminator')
+    if self.image_size == 64:
+      return self._body64(x, d, train, output)
+    if self.image_size == 32:
+      h = self._conv(x, d, 3, 1, 'conv1', train, normalize=False)
+      h = self._conv(h, d, 4, 2, 'conv2', train)
+      h = self._conv(h, 2 * d, 3, 1, 'conv3', train)
+      h = local_feat = self._conv(h, 2 * d, 4, 2, 'conv4', train)
+      h = self._conv(h, 4 * d, 3, 1, 'conv5', train)
+      h = self._conv(h, 4 * d, 4, 2, 'conv6', train)
+      h = self._conv(h, 8 * d, 3, 1, 'conv7', train)
+      return self._dense_head(h, local_feat, train, output)
+    h = local_feat = self._conv(x, 2 * d, 4, 2, 'conv1', train, normalize=False)
+    h = self._conv(h, 4 * d, 4, 2, 'conv2', train)
+    return self._dense_head(h, local_feat, train, output)
+
+  def _check_input(self, x: jax.Array, output: str) -> None:
+    _check_size(self.image_size, 'DCGANDiscriminator')
     check_norm(self.norm, 'DCGANDiscriminator')
     selfsup.check_aux_head(self.aux_head, self.infomax_dim, 'DCGANDiscriminator')
     selfsup.check_output(self.aux_head, output, 'DCGANDiscriminator')
@@ -231,75 +255,76 @@ class DCGANDiscriminator(nn.Module):
       raise ValueError(
         f"DCGANDiscriminator.downsample must be 'fast' or 'stock', got {self.downsample!r}."
       )
-    sn = self.norm == 'spectral'
-    conv_fn = conv_general_dilated if self.downsample == 'fast' else None
 
-    def conv(h, features, kernel, stride, name, normalize=True, padding=1):
-      layer = nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        conv_general_dilated=conv_fn,
-        name=name,
+  def _conv(
+    self,
+    h: jax.Array,
+    features: int,
+    kernel: int,
+    stride: int,
+    name: str,
+    train: bool,
+    normalize: bool = True,
+  ) -> jax.Array:
+    """Conv (spectrally normalized if ``norm='spectral'``) -> norm -> LeakyReLU."""
+    layer = nn.Conv(
+      features,
+      (kernel, kernel),
+      strides=(stride, stride),
+      padding=((1, 1), (1, 1)),
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      conv_general_dilated=conv_general_dilated if self.downsample == 'fast' else None,
+      name=name,
+    )
+    h = spectral_norm(layer, self.norm == 'spectral', train)(h)
+    if normalize:
+      h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
+    return nn.leaky_relu(h, self.negative_slope)
+
+  def _aux_heads(self, local_feat: jax.Array, global_feat: jax.Array, train: bool, output: str):
+    """The self-supervised heads that are built (at init) or asked for."""
+    heads = {}
+    init = self.is_initializing()
+    common = dict(
+      spectral=self.norm == 'spectral', train=train, kernel_init=_W_INIT, dtype=self.dtype
+    )
+    if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
+      heads['rotation'] = at_least_float32(selfsup.rotation_head(global_feat, **common))
+    if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
+      feats = selfsup.infomax_heads(
+        local_feat, global_feat, dim=self.infomax_dim, global_hidden=self.infomax_dim, **common
       )
-      h = spectral_norm(layer, sn, train)(h)
-      if normalize:
-        h = activation_norm(self.norm, features, train, f'{name}_norm', self.dtype)(h)
-      return nn.leaky_relu(h, self.negative_slope)
+      heads['infomax'] = tuple(at_least_float32(f) for f in feats)
+    return heads
 
-    def aux_heads(local_feat, global_feat):
-      heads = {}
-      init = self.is_initializing()
-      common = dict(spectral=sn, train=train, kernel_init=_W_INIT, dtype=self.dtype)
-      if selfsup.has_head(self, 'rotation') and (init or output == 'rotation'):
-        heads['rotation'] = at_least_float32(selfsup.rotation_head(global_feat, **common))
-      if selfsup.has_head(self, 'infomax') and (init or output == 'infomax'):
-        feats = selfsup.infomax_heads(
-          local_feat, global_feat, dim=self.infomax_dim, global_hidden=self.infomax_dim, **common
-        )
-        heads['infomax'] = tuple(at_least_float32(f) for f in feats)
-      return heads
+  def _dense_head(self, h: jax.Array, local_feat: jax.Array, train: bool, output: str):
+    """Flatten, feature hook, then ``Dense(-> 1)`` logits or the asked-for aux head."""
+    h = self.perturb('features', h.reshape(h.shape[0], -1))
+    heads = self._aux_heads(local_feat, h, train, output)
+    if output != 'logits':
+      return heads[output]
+    layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
+    return at_least_float32(spectral_norm(layer, self.norm == 'spectral', train)(h)[:, 0])
 
-    def dense_head(h, local_feat):
-      h = self.perturb('features', h.reshape(h.shape[0], -1))
-      heads = aux_heads(local_feat, h)
-      if output != 'logits':
-        return heads[output]
-      layer = nn.Dense(1, kernel_init=_W_INIT, bias_init=_B_INIT, dtype=self.dtype, name='head')
-      return at_least_float32(spectral_norm(layer, sn, train)(h)[:, 0])
-
-    if self.image_size == 64:
-      h = conv(x, d, 4, 2, 'conv1', normalize=False)
-      h = conv(h, 2 * d, 4, 2, 'conv2')
-      h = local_feat = conv(h, 4 * d, 4, 2, 'conv3')
-      h = conv(h, 8 * d, 4, 2, 'conv4')
-      h = self.perturb('features', h)
-      heads = aux_heads(local_feat, h.reshape(h.shape[0], -1))
-      if output != 'logits':
-        return heads[output]
-      head = nn.Conv(
-        1,
-        (4, 4),
-        padding='VALID',
-        kernel_init=_W_INIT,
-        bias_init=_B_INIT,
-        dtype=self.dtype,
-        name='head',
-      )
-      return at_least_float32(spectral_norm(head, sn, train)(h).reshape(h.shape[0]))
-    if self.image_size == 32:
-      h = conv(x, d, 3, 1, 'conv1', normalize=False)
-      h = conv(h, d, 4, 2, 'conv2')
-      h = conv(h, 2 * d, 3, 1, 'conv3')
-      h = local_feat = conv(h, 2 * d, 4, 2, 'conv4')
-      h = conv(h, 4 * d, 3, 1, 'conv5')
-      h = conv(h, 4 * d, 4, 2, 'conv6')
-      h = conv(h, 8 * d, 3, 1, 'conv7')
-      return dense_head(h, local_feat)
-    h = local_feat = conv(x, 2 * d, 4, 2, 'conv1', normalize=False)
-    h = conv(h, 4 * d, 4, 2, 'conv2')
-    return dense_head(h, local_feat)
+  def _body64(self, x: jax.Array, d: int, train: bool, output: str):
+    h = self._conv(x, d, 4, 2, 'conv1', train, normalize=False)
+    h = self._conv(h, 2 * d, 4, 2, 'conv2', train)
+    h = local_feat = self._conv(h, 4 * d, 4, 2, 'conv3', train)
+    h = self.perturb('features', self._conv(h, 8 * d, 4, 2, 'conv4', train))
+    heads = self._aux_heads(local_feat, h.reshape(h.shape[0], -1), train, output)
+    if output != 'logits':
+      return heads[output]
+    head = nn.Conv(
+      1,
+      (4, 4),
+      padding='VALID',
+      kernel_init=_W_INIT,
+      bias_init=_B_INIT,
+      dtype=self.dtype,
+      name='head',
+    )
+    return at_least_float32(
+      spectral_norm(head, self.norm == 'spectral', train)(h).reshape(h.shape[0])
+    )

@@ -124,17 +124,24 @@ def get_models(
   if latent_dim is not None and int(latent_dim) <= 0:
     raise ValueError(f'latent_dim must be positive, got {latent_dim!r}.')
   spec = MODELS[name]
-  g_fields, d_fields = _fields(spec.g_cls), _fields(spec.d_cls)
   g_kw = {**spec.defaults, **spec.fixed}
-  d_kw = {k: v for k, v in spec.fixed.items() if k in d_fields}
+  d_kw = {k: v for k, v in spec.fixed.items() if k in _fields(spec.d_cls)}
   if image_shape is not None:
     g_shape, d_shape = spec.shape_fields(tuple(int(n) for n in image_shape))
     g_kw.update(g_shape)
     d_kw.update(d_shape)
   if dtype is not None:
     g_kw['dtype'] = d_kw['dtype'] = dtype
+  _route_fields(name, spec, kwargs, g_kw, d_kw)
+  g, d = spec.g_cls(**g_kw), spec.d_cls(**d_kw)
+  num_classes_of(g, d)  # G and D must agree on the classes
+  return g, d
+
+
+def _route_fields(name: str, spec: _Spec, kwargs: dict, g_kw: dict, d_kw: dict) -> None:
+  """Adds ``kwargs`` to G's and D's fields: ``g_``/``d_`` prefixed to one, plain to both."""
+  g_fields, d_fields = _fields(spec.g_cls), _fields(spec.d_cls)
   for key, value in kwargs.items():
-    targets = []
     if key.startswith('g_') and key[2:] in g_fields:
       targets = [(g_kw, key[2:])]
     elif key.startswith('d_') and key[2:] in d_fields:
@@ -154,9 +161,6 @@ def get_models(
           f'Pick the model name for that {field} instead.'
         )
       kw[field] = value
-  g, d = spec.g_cls(**g_kw), spec.d_cls(**d_kw)
-  num_classes_of(g, d)  # G and D must agree on the classes
-  return g, d
 
 
 def num_classes_of(g_module: nn.Module, d_module: nn.Module) -> int:

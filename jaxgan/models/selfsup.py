@@ -2,28 +2,21 @@
 
 :class:`~jaxgan.models.sngan.SNGANDiscriminator` and
 :class:`~jaxgan.models.dcgan.DCGANDiscriminator` take a field ``aux_head``, one of
-:data:`AUX_HEADS`. With ``'none'`` (the default) the module, its parameters and
-its outputs are exactly those of the plain discriminator. Otherwise D gets extra
-parameters, created at ``init``, and extra outputs, selected with
-``__call__(x, train, output=...)``; the default ``output='logits'`` still returns
-only the logits ``[B]`` and does not run the heads.
+:data:`AUX_HEADS`. With ``'none'`` (the default) the module, its parameters and outputs are
+exactly the plain discriminator's. Otherwise D gets parameters created at ``init`` and outputs
+selected with ``__call__(x, train, output=...)``; the default ``output='logits'`` returns only the
+logits ``[B]`` and does not run the heads.
 
-* ``'rotation'`` (SSGAN, Chen et al. 2019, as Mimicry's ``SSGANDiscriminator``): a
-  linear layer ``l_y`` from D's global feature (the vector entering D's last
-  linear layer) to 4 rotation logits; spectrally normalized when D is.
-* ``'infomax'`` (InfoMax-GAN, Lee et al. 2021, as Mimicry's InfoMax-GAN
-  discriminators): two residual projection heads into a space of ``infomax_dim``
-  units (Mimicry's ``nrkhs``, 1024). The local head maps an intermediate feature
-  map ``[B, h, w, c]`` with ``local_nrkhs_sc(x) + local_nrkhs_b(relu(local_nrkhs_a(x)))``
-  (1x1 convolutions, ``local_nrkhs_a`` keeps ``c`` channels); the global head maps
-  the global feature ``[B, F]`` with
-  ``global_nrkhs_sc(y) + global_nrkhs_b(relu(global_nrkhs_a(y)))`` (dense layers;
-  ``global_nrkhs_a`` has ``global_hidden`` units: ``F = ndf`` in Mimicry's SNGAN
-  D). Spectral norm on every head layer when D uses it.
-* ``'rotation+infomax'``: both.
+* ``'rotation'`` (SSGAN, Chen et al., CVPR 2019; Mimicry's ``SSGANDiscriminator``): a linear
+  layer ``l_y`` from D's global feature (the input of its last linear layer) to 4 rotation logits.
+* ``'infomax'`` (InfoMax-GAN, Lee et al., WACV 2021; Mimicry's heads): residual projections into
+  ``infomax_dim`` units (Mimicry's ``nrkhs``, 1024): a local head of 1x1 convolutions on an
+  intermediate map, ``local_nrkhs_sc(x) + local_nrkhs_b(relu(local_nrkhs_a(x)))``, and a global
+  head of dense layers, ``global_nrkhs_sc(y) + global_nrkhs_b(relu(global_nrkhs_a(y)))``.
+* ``'rotation+infomax'``: both. Every head layer is spectrally normalized when D is.
 
-:func:`rotation_apply` and :func:`infomax_apply` turn such a module into the plain
-callables the technique modules (:mod:`jaxgan.ssgan`, :mod:`jaxgan.infomax`) take.
+:func:`rotation_apply` and :func:`infomax_apply` turn such a module into the callables that
+:mod:`jaxgan.ssgan` and :mod:`jaxgan.infomax` take (``docs/TECHNIQUES.md``, SSGAN and InfoMax-GAN).
 """
 
 from __future__ import annotations

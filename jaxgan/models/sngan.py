@@ -1,43 +1,17 @@
 """SNGAN ResNet generator and discriminator for 32x32 images (CIFAR baseline).
 
-The CIFAR-10 ResNet of Miyato et al. 2018 as configured by Mimicry's
-``sngan_32`` and the SNGAN backbone of the DDST/lottery-ticket code:
+The CIFAR-10 ResNet of Miyato, Kataoka, Koyama and Yoshida (ICLR 2018) as configured by Mimicry's
+``sngan_32`` and the SNGAN backbone of the DDST and lottery-ticket code (``nz = 128``,
+``ngf = 256``, bottom width 4, ``ndf = 128``); the class docstrings give the layers. Layer names
+follow Mimicry (``l1``, ``block2..4``, ``b5``, ``c5``; ``block1..4``, ``l5``; inside blocks
+``c1``, ``c2``, ``c_sc``, ``b1``, ``b2``).
 
-* **G** (``nz = 128``, ``ngf = 256``, bottom width 4): ``Dense(nz -> 4*4*ngf)``
-  (``l1``) -> 3 up-blocks -> BN -> ReLU -> ``conv3x3 -> C`` (``c5``) -> tanh. An
-  up-block is ``BN -> ReLU -> up x2 -> conv3x3 -> BN -> ReLU -> conv3x3`` plus the
-  shortcut ``up x2 -> conv1x1``; ``up`` is nearest-neighbour (the DDST/lottery
-  backbone and the SNGAN Chainer code) or bilinear (Mimicry).
-* **D** (``ndf = 128``): an optimized first block
-  (``conv3x3 -> ReLU -> conv3x3 -> avgpool``, shortcut ``avgpool -> conv1x1``), a
-  downsampling block, two plain blocks (``ReLU -> conv3x3 -> ReLU -> conv3x3``,
-  shortcut ``conv1x1 -> avgpool`` only where the shape changes), ReLU, global sum
-  pooling, ``Dense(ndf -> 1)`` (``l5``). Spectral normalization on every conv and
-  on ``l5`` (one power iteration per call).
-
-Layer names follow Mimicry (``l1``, ``block2..4``, ``b5``, ``c5``; ``block1..4``,
-``l5``; inside blocks ``c1``, ``c2``, ``c_sc``, ``b1``, ``b2``).
-
-Initialization as Mimicry: Xavier-uniform with gain sqrt(2) for the residual
-3x3 convs and gain 1 for shortcuts, ``l1``, ``c5`` and ``l5``. Biases start at 0
-(PyTorch draws them from U(+-1/sqrt(fan_in)); a negligible difference).
-
-Parameter counts (default sizes, 3 channels, computed by ``tests/test_models.py``):
-G 4,276,739 = 4,266,752 conv/dense weights (the "N" of the DDST notes) + 6,403
-biases + 3,584 BatchNorm scales/biases; D 1,053,825 = 1,052,544 weights + 1,281
-biases. Mimicry quotes about 4.3M and 1.0M (its D also has the l5 bias; the
-lottery code's l5 has none).
-
-Feature hooks (AdvAug): G calls ``self.perturb('features', h)`` on ``l1``'s
-output reshaped to ``[B, 4, 4, ngf]``; D on the pooled features ``[B, ndf]``
-that enter ``l5``.
-
-Self-supervised heads (:mod:`jaxgan.models.selfsup`, field ``aux_head``): as
-Mimicry's SSGAN/InfoMax-GAN 32x32 discriminators, the global feature is the
-pooled ``[B, ndf]`` vector entering ``l5`` and the local feature map is
-``block3``'s output (``[B, H/4, W/4, ndf]``, 8x8 for 32x32 images); the global
-InfoMax head's hidden layer has ``ndf`` units. With the default
-``aux_head='none'`` nothing changes.
+Initialization as Mimicry: Xavier-uniform with gain sqrt(2) for the residual 3x3 convs and gain 1
+for shortcuts, ``l1``, ``c5`` and ``l5``. Biases start at 0 (PyTorch draws them from
+U(+-1/sqrt(fan_in)); a negligible difference). Parameter counts (default sizes, 3 channels,
+``tests/test_models.py``): G 4,276,739 = 4,266,752 conv/dense weights + 6,403 biases + 3,584
+BatchNorm parameters; D 1,053,825 = 1,052,544 weights + 1,281 biases (Mimicry's D also has an
+``l5`` bias; the lottery code's has none).
 """
 
 from __future__ import annotations
@@ -142,12 +116,18 @@ class DBlock(nn.Module):
 class SNGANGenerator(nn.Module):
   """SNGAN ResNet generator: latents ``[B, nz]`` -> images ``[B, 8w, 8w, channels]``.
 
+  ``Dense(nz -> 4*4*ngf)`` (``l1``) -> 3 up-blocks -> BN -> ReLU -> ``conv3x3 -> C`` (``c5``) ->
+  tanh. An up-block is ``BN -> ReLU -> up x2 -> conv3x3 -> BN -> ReLU -> conv3x3`` plus the shortcut
+  ``up x2 -> conv1x1``. AdvAug's feature hook is ``l1``'s output reshaped to ``[B, 4, 4, ngf]``.
+
   Attributes:
     ngf: channels of every block.
     bottom_width: spatial size after ``l1`` (4 for 32x32 images).
     channels: image channels.
-    upsample_mode: 'nearest' or 'bilinear' (see module docstring).
-    dtype: computation dtype (``None``: float32); params float32; low-precision output cast to float32.
+    upsample_mode: 'nearest' (the DDST/lottery backbone and the SNGAN Chainer code) or
+      'bilinear' (Mimicry).
+    dtype: computation dtype (``None``: float32); params float32; low-precision output cast to
+      float32.
   """
 
   ngf: int = 256
@@ -179,10 +159,19 @@ class SNGANGenerator(nn.Module):
 class SNGANDiscriminator(nn.Module):
   """SNGAN ResNet discriminator: images ``[B, H, W, C]`` -> logits ``[B]``.
 
+  An optimized first block (``conv3x3 -> ReLU -> conv3x3 -> avgpool``, shortcut
+  ``avgpool -> conv1x1``), a downsampling block, two plain blocks (``ReLU -> conv3x3 -> ReLU ->
+  conv3x3``, shortcut ``conv1x1 -> avgpool`` only where the shape changes), ReLU, global sum
+  pooling, ``Dense(ndf -> 1)`` (``l5``); spectral normalization on every conv and on ``l5``.
+  AdvAug's feature hook is the pooled ``[B, ndf]`` vector entering ``l5``. Self-supervised heads
+  (as Mimicry's SSGAN/InfoMax-GAN 32x32 Ds): global feature that vector, local map ``block3``'s
+  output (``[B, H/4, W/4, ndf]``), global InfoMax hidden layer of ``ndf`` units.
+
   Attributes:
     ndf: channels of every block.
     norm: 'spectral' (the SNGAN baseline) or 'none'.
-    dtype: computation dtype (``None``: float32); params float32; low-precision logits cast to float32.
+    dtype: computation dtype (``None``: float32); params float32; low-precision logits cast to
+      float32.
     aux_head: self-supervised heads, one of :data:`jaxgan.models.selfsup.AUX_HEADS`
       ('none': the plain SNGAN D).
     infomax_dim: size of the InfoMax projections (Mimicry's ``nrkhs``).

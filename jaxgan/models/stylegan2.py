@@ -1,75 +1,21 @@
-"""StyleGAN2 generator and discriminator (Karras et al. 2020), 32 to 256 pixels.
+"""StyleGAN2 generator and discriminator (Karras et al., CVPR 2020), 32 to 256 pixels.
 
-The structure of configs E/F as written in stylegan2-ada-pytorch's
-``training/networks.py`` (skip generator, residual discriminator):
+Configs E/F as written in stylegan2-ada-pytorch's ``training/networks.py``: a skip generator with
+mapping network, modulated convs and FIR upsampling, and a residual discriminator with a minibatch
+standard-deviation layer; the class docstrings give the layers. Channels at resolution ``r`` are
+``min(channel_base // r, channel_max)`` (config F ``channel_base = 32768``, E 16384,
+``channel_max = 512``). Every weight has an equalized learning rate (:class:`EqualizedDense`,
+:class:`EqualizedConv`: stored ``~ N(0, 1/lr_mul^2)``, multiplied by ``lr_mul / sqrt(fan_in)``).
+At 256x256, config F, unconditional: G 30,034,338 params (mapping 2,101,248), D 28,864,129, the
+reference's per-layer counts (``tests/test_stylegan2.py``).
 
-* **Mapping**: ``z`` normalized by its second moment (and, when conditional, a
-  linear embedding of the one-hot label, also normalized, concatenated), then
-  ``mapping_layers`` equalized-lr dense layers with leaky ReLU and learning-rate
-  multiplier 0.01 -> ``w [B, w_dim]``, broadcast to ``num_ws`` styles. A moving
-  average ``w_avg`` (decay 0.995) is tracked in train mode, in the non-trained
-  collection ``'w_avg'``; truncation ``w_avg + psi (w - w_avg)`` at sampling.
-* **Synthesis** (skip): a learned constant 4x4, then per resolution two
-  modulated 3x3 convs (the first upsamples: transposed conv + the FIR filter
-  [1, 3, 3, 1]) with per-pixel noise (``noise_strength`` starts at 0), bias,
-  leaky ReLU x sqrt(2); a modulated 1x1 ``torgb`` (no demodulation) whose output
-  is added to the FIR-upsampled image of the previous resolution.
-* **Discriminator** (resnet): ``fromrgb`` 1x1 at full resolution, blocks of
-  ``conv3x3`` + ``conv3x3 down 2`` with a bias-free ``1x1 down 2`` skip (both
-  branches scaled by sqrt(0.5)), then the epilogue at 4x4: minibatch standard
-  deviation (group ``mbstd_group_size``, ``mbstd_num_channels`` features),
-  ``conv3x3``, dense to ``C``, dense to 1 (or, when conditional, to
-  ``cmap_dim`` projected on a mapping of the label and scaled by
-  ``1/sqrt(cmap_dim)``).
-* Channels at resolution ``r``: ``min(channel_base // r, channel_max)``;
-  config F: ``channel_base = 32768``, config E: 16384, ``channel_max = 512``.
-* **Equalized learning rate**: every weight is stored ``~ N(0, 1/lr_mul^2)`` and
-  multiplied at run time by ``lr_mul / sqrt(fan_in)`` (biases by ``lr_mul``),
-  :class:`EqualizedDense`, :class:`EqualizedConv`. Modulated convs need no gain:
-  demodulation normalizes them.
-
-Parameter counts at 256x256, config F (``channel_base 32768``, 8 mapping
-layers), unconditional: G 30,034,338 (mapping 2,101,248), D 28,864,129; the
-per-layer values equal stylegan2-ada-pytorch's printed module summary
-(``tests/test_stylegan2.py``).
-
-Modulated convs run in the reference's non-fused training form: activations
-scaled by the styles, one convolution shared by the batch, outputs scaled by
-the demodulation coefficients; this equals a per-sample convolution with the
-modulated, demodulated weights (:func:`modulate_weights`). The upsampling conv
-correlates the zero-interleaved input with its kernel (the reference's
-transposed convolution up to a flip of its random kernel). ``conv_clamp`` and
-mixed precision of the reference are not reproduced.
-
-Randomness of G (noise inputs, style mixing) comes from the rng stream
-``'noise'`` when the caller passes one (``rngs={'noise': key}``); otherwise it is
-derived from the bits of ``z``, so each new ``z`` still draws new noise.
-
-Regularizers (pure functions, reference constants):
-
-* :func:`r1_penalty`: ``gamma / 2 * E ||grad_x D(x)||^2`` on reals, lazily every
-  :data:`R1_INTERVAL` = 16 D steps, multiplied by the interval.
-* :func:`path_length_penalty`: every :data:`PL_INTERVAL` = 4 G steps, on half
-  the batch, weight 2, with the running mean path length ``pl_mean`` (decay
-  0.01) returned as new state.
-* :func:`lazy_adam_hparams`: the reference's lr and beta adjustment for lazily
-  regularized players; :func:`lazy_term`: ``interval * f()`` on steps divisible
-  by the interval, 0 else (a ``lax.cond``).
-
-How a train step uses them (the reference's order): keep ``pl_mean`` (float32
-scalar, start 0) in ``state.extra['pl_mean']``. Each step, D's loss adds
-``lazy_term(step, R1_INTERVAL, lambda: r1_penalty(d_logits, real, gamma))``
-with ``d_logits = lambda x: D(x)`` on the clean reals (labels closed over), and
-G's loss adds ``lazy_term(step, PL_INTERVAL, lambda: pl_loss)`` where
-``pl_loss, new_pl_mean = path_length_penalty(...)``; store ``new_pl_mean`` on
-steps where the term ran (``jnp.where(step % PL_INTERVAL == 0, new, old)``).
-Build both optimizers with :func:`lazy_adam_hparams`. (The reference takes the
-regularization as a separate optimizer step on the same optimizer; adding it
-to the main loss on those steps is the common single-step form.)
-
-Feature hooks (AdvAug): G calls ``self.perturb('features', x)`` on the 4x4
-features after its first block (``synthesis/features``); D on the input of
-its last dense layer (``[B, C]``).
+Modulated convs run in the reference's non-fused form (activations scaled by the styles, one
+shared convolution, outputs demodulated), equal to a per-sample convolution with the modulated
+weights (:func:`modulate_weights`); ``conv_clamp`` and mixed precision are not reproduced.
+Regularizers with the reference's constants: :func:`r1_penalty` (``gamma / 2 * E ||grad_x
+D(x)||^2`` every :data:`R1_INTERVAL` = 16 D steps), :func:`path_length_penalty` (every
+:data:`PL_INTERVAL` = 4 G steps, weight 2, running mean decay 0.01), :func:`lazy_term` and
+:func:`lazy_adam_hparams` (how a train step uses them).
 """
 
 from __future__ import annotations
@@ -202,7 +148,8 @@ def _conv(x: Array, kernel: Array, *, up: int = 1, down: int = 1) -> Array:
   """Convolution with the reference's resampling (``conv2d_resample``), ``k`` odd.
 
   ``up=2`` (3x3): correlation with the zero-interleaved input (a transposed
-  convolution, ``2H + 1``), then the FIR filter (``2H``). ``down=2``: the FIR
+  convolution, ``2H + 1``; the reference's up to a flip of its random kernel), then
+  the FIR filter (``2H``). ``down=2``: the FIR
   filter, then a stride-2 convolution (a 1x1 kernel: filter and subsample
   first). Otherwise a 'same' convolution.
   """
@@ -474,6 +421,16 @@ def _key_from_latents(z: Array) -> Array:
 class StyleGAN2Generator(nn.Module):
   """StyleGAN2 generator: ``z [B, nz]`` (labels ``y [B]``) -> images ``[B, R, R, C]``.
 
+  Mapping: ``z`` normalized by its second moment (when conditional, concatenated with a normalized
+  linear embedding of the one-hot label), ``mapping_layers`` equalized-lr dense layers with leaky
+  ReLU and lr multiplier 0.01 -> ``w``, broadcast to ``num_ws`` styles; ``w_avg`` (decay 0.995) is
+  kept in the non-trained collection ``'w_avg'``. Synthesis (skip): a learned constant 4x4, then
+  per resolution two modulated 3x3 convs (the first upsamples: transposed conv + FIR [1, 3, 3, 1])
+  with per-pixel noise (``noise_strength`` starts at 0), bias and leaky ReLU x sqrt(2), and a
+  modulated 1x1 ``torgb`` (no demodulation) added to the FIR-upsampled image of the previous
+  resolution. Noise and style mixing draw from the rng stream ``'noise'`` when the caller passes
+  one, else from the bits of ``z``. AdvAug's feature hook is the 4x4 features after the first block.
+
   Train mode: style mixing with probability ``style_mixing_prob`` (one crossover
   point per batch, the second ``z`` fresh normal) and an update of ``w_avg``
   (when the ``'w_avg'`` collection is mutable, as :func:`jaxgan.game.make_apply`
@@ -668,6 +625,12 @@ def minibatch_stddev(x: Array, group_size: int | None, num_channels: int = 1) ->
 class StyleGAN2Discriminator(nn.Module):
   """StyleGAN2 residual discriminator: images ``[B, R, R, C]`` (labels ``y``) -> logits ``[B]``.
 
+  ``fromrgb`` 1x1 at full resolution, blocks of ``conv3x3`` + ``conv3x3 down 2`` with a bias-free
+  ``1x1 down 2`` skip (both branches scaled by sqrt(0.5)), then at 4x4: minibatch standard
+  deviation, ``conv3x3``, dense to ``C``, dense to 1 (conditional: to ``cmap_dim``, projected on a
+  mapping of the label and scaled by ``1/sqrt(cmap_dim)``). AdvAug's feature hook is the input of
+  the last dense layer (``[B, C]``).
+
   Attributes:
     resolution: input resolution.
     num_classes: class count (0: unconditional).
@@ -837,7 +800,13 @@ def lazy_term(step: Array, interval: int, fn: Callable[[], Array]) -> Array:
   """``fn()`` on steps divisible by ``interval`` (0 on the others), via ``lax.cond``.
 
   ``fn`` should already include the interval gain (``interval=`` of
-  :func:`r1_penalty` / :func:`path_length_penalty`).
+  :func:`r1_penalty` / :func:`path_length_penalty`). The reference's order in a train step: keep
+  ``pl_mean`` (float32, start 0) in ``state.extra['pl_mean']``; D's loss adds
+  ``lazy_term(step, R1_INTERVAL, lambda: r1_penalty(d_logits, real, gamma))`` on the clean reals;
+  G's loss adds ``lazy_term(step, PL_INTERVAL, lambda: pl_loss)`` with ``pl_loss, new_pl_mean =
+  path_length_penalty(...)``, storing ``new_pl_mean`` on steps where the term ran. Build both
+  optimizers with :func:`lazy_adam_hparams`. (The reference takes the regularization as a
+  separate optimizer step; adding it to the main loss on those steps is the single-step form.)
   """
   if interval < 1:
     raise ValueError(f'lazy_term interval must be >= 1, got {interval}.')

@@ -1,29 +1,21 @@
 """Converts PyTorch layer weights (numpy arrays) to the flax params of jaxgan's layers.
 
-Each function takes arrays in PyTorch's layout and returns the flax dict of the
-equivalent layer (``{'kernel': ..., 'bias': ...}``; BatchNorm also returns its
-``batch_stats`` entry). Inputs may be numpy arrays or anything ``np.asarray``
-accepts (``tensor.detach().numpy()``); torch itself is never imported.
+Each function takes arrays in PyTorch's layout and returns the flax dict of the equivalent layer
+(``{'kernel': ..., 'bias': ...}``; BatchNorm also returns its ``batch_stats`` entry). Inputs may
+be numpy arrays or anything ``np.asarray`` accepts (``tensor.detach().numpy()``); torch itself is
+never imported. Layouts:
 
-==========================  ==========================  ================================
-PyTorch layer               weight layout               flax layer
-==========================  ==========================  ================================
-``ConvTranspose2d``         ``[in, out, kh, kw]``       ``ConvTranspose4x4s2`` /
-                                                        ``Project4x4`` /
-                                                        ``nn.ConvTranspose`` with padding
-                                                        ``k - 1 - p``: ``[kh, kw, in, out]``
-                                                        flipped in space
-``Conv2d``                  ``[out, in, kh, kw]``       ``nn.Conv``: ``[kh, kw, in, out]``
-``Linear``                  ``[out, in]``               ``nn.Dense``: ``[in, out]``
-``BatchNorm2d``/``1d``      weight, bias, running_*     ``nn.BatchNorm`` scale, bias /
-                                                        batch_stats mean, var
-``GroupNorm``               weight, bias                ``nn.GroupNorm`` scale, bias
-==========================  ==========================  ================================
+* ``ConvTranspose2d`` ``[in, out, kh, kw]`` -> ``[kh, kw, in, out]`` flipped in space
+  (:class:`~jaxgan.nn.ConvTranspose4x4s2`, :class:`~jaxgan.nn.Project4x4`, or ``nn.ConvTranspose``
+  with padding ``k - 1 - p``): :func:`conv_transpose`;
+* ``Conv2d`` ``[out, in, kh, kw]`` -> ``nn.Conv`` ``[kh, kw, in, out]``: :func:`conv`;
+* ``Linear`` ``[out, in]`` -> ``nn.Dense`` ``[in, out]``: :func:`linear`;
+* ``BatchNorm2d``/``1d`` (weight, bias, running statistics) -> ``nn.BatchNorm`` scale, bias and
+  ``batch_stats``: :func:`batch_norm`; ``GroupNorm`` -> ``nn.GroupNorm``: :func:`group_norm`.
 
-PyTorch flattens NCHW feature maps channel-first while flax's are NHWC, so a
-``Linear`` that reads a flattened feature map, or whose output is viewed as one,
-needs its rows/columns permuted: :func:`linear_from_feature_map` and
-:func:`linear_to_feature_map`.
+PyTorch flattens NCHW feature maps channel-first while flax's are NHWC, so a ``Linear`` that reads
+a flattened feature map, or whose output is viewed as one, needs its rows or columns permuted:
+:func:`linear_from_feature_map` and :func:`linear_to_feature_map`.
 """
 
 from __future__ import annotations

@@ -1,30 +1,18 @@
 """Upsampling layers of DCGAN generators, fast on CPU.
 
-:func:`conv_transpose_4x4s2` computes exactly the transposed convolution with a
-4x4 kernel, stride 2 and PyTorch padding 1 (``ConvTranspose2d(k=4, s=2, p=1)``;
-output ``2H x 2W``), the upsampling layer of every DCGAN. XLA on CPU computes the
-kernel gradient of a strided ``lax.conv_transpose`` very slowly (seconds per
-DCGAN layer), so the function has its own VJP, built only from stride-1
-convolutions, strided convolutions and matrix products. Measured with
-``experiments/bench_upsample.py`` (see its table).
+:func:`conv_transpose_4x4s2` computes exactly the transposed convolution with a 4x4 kernel, stride
+2 and PyTorch padding 1 (``ConvTranspose2d(k=4, s=2, p=1)``; output ``2H x 2W``), the upsampling
+layer of every DCGAN. XLA on CPU computes the kernel gradient of a strided ``lax.conv_transpose``
+very slowly (seconds per DCGAN layer), so the function has its own VJP, built only from stride-1
+convolutions, strided convolutions and matrix products (``experiments/bench_upsample.py`` measures
+it). :class:`ConvTranspose4x4s2` is the Flax layer.
 
-Parameter layout: the kernel is ``[4, 4, in, out]`` exactly as flax's
-``nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))``
-stores it, i.e. the kernel of ``lax.conv_transpose(x, kernel, (2, 2),
-((2, 2), (2, 2)))`` with ``transpose_kernel=False``. A PyTorch weight
-``w[in, out, kh, kw]`` maps to it as ``w.transpose(2, 3, 0, 1)[::-1, ::-1]``
-(see :mod:`jaxgan.nn.torch_weights`).
-
-How the output is assembled: output row ``2m + a`` (phase ``a`` in {0, 1}) takes
-the kernel taps ``t = a + 2j`` (``j`` in {0, 1}) at input rows ``m - 1 + a + j``.
-So after padding the input by one on each side, every output phase is a 2x2
-window convolution of the padded input, and the four phases (rows x columns)
-are one 2x2 convolution with ``4 * out`` output channels evaluated on an
-``(H + 1) x (W + 1)`` grid, from which each phase reads its ``H x W`` block.
-
-``Project4x4`` is the stride-1, padding-0 transposed convolution from a 1x1
-input to 4x4 (the first layer of the 64x64 DCGAN generator), computed as one
-matrix product.
+Parameter layout: the kernel is ``[4, 4, in, out]`` exactly as flax's ``nn.ConvTranspose(out,
+(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))`` stores it, i.e. the kernel of
+``lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))`` with ``transpose_kernel=False``. A
+PyTorch weight ``w[in, out, kh, kw]`` maps to it as ``w.transpose(2, 3, 0, 1)[::-1, ::-1]``
+(:mod:`jaxgan.nn.torch_weights`). :class:`Project4x4` is the stride-1, padding-0 transposed
+convolution from a 1x1 input to 4x4 (the 64x64 DCGAN generator's first layer), one matrix product.
 """
 
 from __future__ import annotations
@@ -55,7 +43,14 @@ def conv_transpose_4x4s2_reference(x: jax.Array, kernel: jax.Array) -> jax.Array
 
 
 def _forward_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Forward as one 2x2 convolution to 4*out channels + phase interleave."""
+  """Forward as one 2x2 convolution to 4*out channels + phase interleave.
+
+  Output row ``2m + a`` (phase ``a`` in {0, 1}) takes the kernel taps ``t = a + 2j`` (``j`` in
+  {0, 1}) at input rows ``m - 1 + a + j``. So after padding the input by one on each side, every
+  output phase is a 2x2 window convolution of the padded input, and the four phases (rows x
+  columns) are one 2x2 convolution with ``4 * out`` output channels on an ``(H + 1) x (W + 1)``
+  grid, from which each phase reads its ``H x W`` block.
+  """
   b, h, w, cin = x.shape
   cout = kernel.shape[-1]
   # kernel[2 * j + a] is tap j of phase a (per spatial dim).

@@ -1,42 +1,22 @@
-"""SDST and DDST/ADAPT: G's dynamic masks and the BR-driven density of D.
+"""SDST and DDST/ADAPT: G's dynamic masks and the balance-ratio-driven density of D.
 
-Variants (ddst.md §0; :func:`ddst_config` builds each with the reference's
-defaults):
+Wang, Wu, Hovakimyan and Sun, "Balanced Training for Sparse GANs" (NeurIPS 2023; v1 "Double
+Dynamic Sparse Training for GANs"). :func:`ddst_config` builds the variants ``'static'``,
+``'sdst'``, ``'dda'``, ``'relax'`` and ``'strict'`` with the authors' released defaults;
+``docs/TECHNIQUES.md`` (Sparse training) gives the balance ratio, the controller and the sources.
 
-==========  ===============================  ===================================
-variant     G                                D
-==========  ===============================  ===================================
-static      fixed sparse mask                fixed sparse mask
-sdst        prune/regrow every 500 it.       fixed (static-sparse or dense)
-dda         fixed                            density driven by BR (cap 1.0)
-relax       prune/regrow every 500 it.       density driven by BR (cap 1.0)
-strict      prune/regrow every 500 it.       BR-driven, cap 0.5; at the cap a D
-                                             prune/regrow step instead of growth
-==========  ===============================  ===================================
-
-The controller (ddst.md §4.2), run every ``d_control_every`` iterations once
-the BR window is full: ``BR >= br_upper`` (D too weak) grows D by
-``d_density_step`` (dense gradient ranking) up to the cap, or in strict mode at
-the cap exchanges a cosine-scheduled fraction of D's weights; ``BR <=
-br_lower`` (D too strong) prunes D by magnitude down to ``d_density_min``;
-otherwise nothing changes. Ranking is global over D's layers.
-
-How the loop uses it (iteration ``t`` = ``state.step`` after the step; the
-reference's order, ddst.md §4.3)::
+How the loop uses it (iteration ``t`` = ``state.step`` after the step; the reference's order)::
 
     state = sparse.init_sparse_state(state, cfg)          # once, after create_state
-    ...
     state, metrics = step(state, batch)                   # measure_balance=True
     state, logs = sparse.sparse_after_step(
         state, metrics, t, cfg, g_grads_fn=..., d_grads_fn=...)
 
-:func:`sparse_after_step` pushes the BR triple (every ``br_freq``), runs G's
-prune/regrow when :func:`g_update_due` and D's controller when
-:func:`d_control_due` (host-side checks of ``t``: the per-step program never
-changes), masks the EMA with G's new mask (SEMA, ddst.md §2), and returns
-scalars to log. The D density, the BR window and the masks live in the state
-(``state.extra['ddst']`` and the optimizer states), so a resumed run continues
-the same schedule.
+:func:`sparse_after_step` pushes the BR triple, runs G's prune/regrow when :func:`g_update_due`
+and D's controller when :func:`d_control_due` (host-side checks of ``t``: the per-step program
+never changes) and masks G's EMA with G's new mask. The D density, the BR window and the masks live
+in the state (``state.extra['ddst']`` and the optimizer states), so a resumed run continues the
+same schedule.
 """
 
 from __future__ import annotations
@@ -50,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.sparse import balance
-from jaxgan.sparse.masked_optimizer import get_masks, sparse_optimizer, sparsify_state
-from jaxgan.sparse.masks import apply_masks, count_alive, global_density, num_maskable
-from jaxgan.sparse.prune_regrow import (
+from jaxgan.sparse import _balance as balance
+from jaxgan.sparse._masks import apply_masks, count_alive, global_density, num_maskable
+from jaxgan.sparse._optimizer import get_masks, mask_initializer, masked_optimizer, sparsify_state
+from jaxgan.sparse._prune_regrow import (
   REGROW,
   SCOPES,
   dst_masks,
@@ -62,8 +42,34 @@ from jaxgan.sparse.prune_regrow import (
   regrow_scores,
   set_player_masks,
 )
-from jaxgan.sparse.schedules import cosine_drop_fraction, is_update_step
+from jaxgan.sparse._schedules import cosine_drop_fraction, is_update_step
 from jaxgan.state import GANState, Player
+
+__all__ = [
+  'BALANCE_KEYS',
+  'CONTROLS',
+  'DDSTConfig',
+  'DDSTState',
+  'DDST_KEY',
+  'EXCHANGE',
+  'GROW',
+  'KEEP',
+  'PRUNE',
+  'VARIANTS',
+  'WAITING',
+  'd_control_due',
+  'ddst_config',
+  'ddst_control',
+  'ddst_control_state',
+  'ddst_optimizers',
+  'ddst_record',
+  'g_update_due',
+  'init_ddst_state',
+  'init_sparse_state',
+  'sdst_update',
+  'sparse_after_step',
+  'sparse_logs',
+]
 
 PyTree = Any
 Array = jax.Array
@@ -90,7 +96,7 @@ _D_KEY_TAG = 0xDDC7
 class DDSTConfig:
   """Sparse GAN training settings; defaults are the reference's ADAPT_relax.
 
-  Values from the released scripts (CIFAR-10 SNGAN; ddst.md §5).
+  Values from the authors' released scripts (CIFAR-10 SNGAN).
 
   Attributes:
     total_steps: run length ``T`` in iterations (``max_iter``, 100k).
@@ -254,7 +260,7 @@ class DDSTState(NamedTuple):
   """DDST technique state (``state.extra['ddst']``).
 
   Attributes:
-    window: the BR window (:class:`jaxgan.sparse.balance.BRWindow`).
+    window: the BR window (:class:`jaxgan.sparse._balance.BRWindow`).
     d_density: D's target density (float32).
     br: BR seen by the last controller call (NaN before any).
     action: the last controller decision (``WAITING``, ``KEEP``, ``GROW``,
@@ -282,7 +288,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
   """Masks the freshly created state's params and adds ``extra['ddst']``.
 
   Call once after :func:`jaxgan.state.create_state` with optimizers built by
-  :func:`sparse_optimizers`. With ``sampling='bernoulli'`` D's target density
+  :func:`ddst_optimizers`. With ``sampling='bernoulli'`` D's target density
   starts at its realised density.
   """
   state = sparsify_state(state)
@@ -292,7 +298,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
   if d_masks is None:
     raise ValueError(
       'DDST controls the density of D, but D has no sparse masks: build d_tx with '
-      'jaxgan.sparse.sparse_optimizers (or masked).'
+      'jaxgan.sparse.ddst_optimizers (or masked_optimizer).'
     )
   d0 = float(global_density(d_masks)) if config.sampling == 'bernoulli' else config.d_density
   return state.replace(extra={**state.extra, DDST_KEY: init_ddst_state(config, d0)})
@@ -303,7 +309,7 @@ def init_sparse_state(state: GANState, config: DDSTConfig) -> GANState:
 # ----------------------------------------------------------------------------
 
 
-def decide(ddst_state: DDSTState, step: Any, config: DDSTConfig) -> tuple[Array, Array, Array]:
+def _decide(ddst_state: DDSTState, step: Any, config: DDSTConfig) -> tuple[Array, Array, Array]:
   """The controller's decision at ``step``: ``(action, new_density, br)``."""
   window = ddst_state.window
   br = balance.balance_ratio(window, step, config.br_estimator)
@@ -344,7 +350,7 @@ def ddst_control(
 
   Args:
     ddst_state: the DDST state.
-    d_player: D (optimizer built with :func:`jaxgan.sparse.masked`).
+    d_player: D (optimizer built with :func:`jaxgan.sparse.masked_optimizer`).
     d_grads: dense gradient of D's loss on its last batch (for growth).
     step: current iteration ``t`` (traced).
     key: PRNG key (random regrowth only).
@@ -355,10 +361,18 @@ def ddst_control(
   """
   masks = get_masks(d_player.opt_state)
   if masks is None:
-    raise ValueError('ddst_control: D has no sparse masks; build d_tx with jaxgan.sparse.masked.')
-  action, new_d, br = decide(ddst_state, step, config)
-  n_total = num_maskable(masks)
-  target = jnp.round(new_d * n_total).astype(jnp.int32)
+    raise ValueError(
+      'ddst_control: D has no sparse masks; build d_tx with jaxgan.sparse.masked_optimizer.'
+    )
+  action, new_d, br = _decide(ddst_state, step, config)
+  d_player = _apply_action(action, new_d, d_player, masks, d_grads, step, key, config)
+  new_state = DDSTState(window=ddst_state.window, d_density=new_d, br=br, action=action)
+  return new_state, d_player
+
+
+def _apply_action(action, new_d, d_player, masks, d_grads, step, key, config) -> Player:
+  """D after the controller's ``action``: kept, grown or pruned to ``new_d``, or exchanged."""
+  target = jnp.round(new_d * num_maskable(masks)).astype(jnp.int32)
   alive = count_alive(masks)
   rm = config.reset_moments
 
@@ -384,9 +398,7 @@ def ddst_control(
     return set_player_masks(player, new, reset_moments=rm)
 
   branch = jnp.clip(action, 0, 3)
-  d_player = jax.lax.switch(branch, (keep, grow, prune, exchange), d_player)
-  new_state = DDSTState(window=ddst_state.window, d_density=new_d, br=br, action=action)
-  return new_state, d_player
+  return jax.lax.switch(branch, (keep, grow, prune, exchange), d_player)
 
 
 # ----------------------------------------------------------------------------
@@ -406,7 +418,7 @@ def _ddst_state(state: GANState) -> DDSTState:
   return state.extra[DDST_KEY]
 
 
-def check_balance_metrics(metrics: dict) -> None:
+def _check_balance_metrics(metrics: dict) -> None:
   """Raises unless the step reported the BR triple."""
   missing = [k for k in BALANCE_KEYS if k not in metrics]
   if missing:
@@ -425,7 +437,7 @@ def _record(state, gf, df, dr, *, config):
 
 def ddst_record(state: GANState, metrics: dict, config: DDSTConfig) -> GANState:
   """Pushes the step's ``(gf, df, dr)`` if ``state.step % br_freq == 0``."""
-  check_balance_metrics(metrics)
+  _check_balance_metrics(metrics)
   gf, df, dr = (metrics[k] for k in BALANCE_KEYS)
   return _record(state, gf, df, dr, config=config)
 
@@ -466,7 +478,7 @@ def sdst_update(state: GANState, g_grads: PyTree | None, config: DDSTConfig) -> 
   """
   if get_masks(state.g.opt_state) is None:
     raise ValueError(
-      'sdst_update: G has no sparse masks; build g_tx with jaxgan.sparse.sparse_optimizers.'
+      'sdst_update: G has no sparse masks; build g_tx with jaxgan.sparse.ddst_optimizers.'
     )
   if config.g_regrow == 'gradient' and g_grads is None:
     raise ValueError("sdst_update: g_regrow='gradient' (RigL) needs G's dense gradient.")
@@ -588,7 +600,7 @@ def sparse_after_step(
   return state, sparse_logs(state)
 
 
-def sparse_optimizers(
+def ddst_optimizers(
   g_inner: Any,
   d_inner: Any,
   key: Array,
@@ -603,11 +615,14 @@ def sparse_optimizers(
   and no controller is left unwrapped, i.e. dense).
   """
   k_g, k_d = jax.random.split(key)
-  common = dict(
-    distribution=config.distribution, sampling=config.sampling, grad_mode=config.grad_mode
-  )
-  g_tx = sparse_optimizer(g_inner, k_g, config.g_density, exclude=g_exclude, **common)
+
+  def with_masks(inner, k, density, exclude):
+    init = mask_initializer(
+      k, density, distribution=config.distribution, sampling=config.sampling, exclude=exclude
+    )
+    return masked_optimizer(inner, init, grad_mode=config.grad_mode)
+
+  g_tx = with_masks(g_inner, k_g, config.g_density, g_exclude)
   if config.d_density >= 1.0 and config.d_control is None:
     return g_tx, d_inner
-  d_tx = sparse_optimizer(d_inner, k_d, config.d_density, exclude=d_exclude, **common)
-  return g_tx, d_tx
+  return g_tx, with_masks(d_inner, k_d, config.d_density, d_exclude)

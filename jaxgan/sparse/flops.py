@@ -1,29 +1,14 @@
-"""FLOPs of dense and sparse G and D, counted as the reference's tables count them.
+"""FLOPs of dense and sparse G and D, counted as the DDST/ADAPT reference's tables count them.
 
-The reference (ADAPT's ``flops_calculator``; ddst.md §6) counts, per example
-and forward pass:
-
-* a linear or conv kernel: one FLOP per multiply-accumulate, i.e.
-  ``kernel.size * (output positions)``, scaled by the layer's density;
-* a bias: ``features * (output positions)``; BatchNorm: ``features *
-  (positions)`` for the scale and again for the bias (never sparse);
-* nothing for activations, pooling, upsampling or embeddings.
-
-Here a layer is any Flax module called with an array that directly owns
-parameters; its calls are recorded with ``nn.intercept_methods`` under
-``jax.eval_shape`` (nothing is computed). A kernel with ``ndim >= 2`` costs
-``kernel.size * min(P_in, P_out)`` where ``P`` is the number of spatial
-positions of the input/output: ``P_out`` for ordinary and strided
-convolutions and dense layers, ``P_in`` for transposed (upsampling)
-convolutions, which is their true MAC count. (The reference skips PyTorch's
-``ConvTranspose2d`` entirely; its tables use SNGAN/BigGAN, which have none.)
-
-Per training iteration the reference multiplies G's forward by
-``bs_D * n_critic + 3 * bs_G`` (one forward per D step, forward + backward for
-G's step) and D's by ``3 * bs_D * n_critic + bs_G``. Over a run it adds D's
-per-iteration count once per *D step* (``n_critic`` times per iteration); use
-:func:`reference_training_flops` to reproduce its totals (e.g. 2.67e17 for
-dense CIFAR-10 SNGAN, 100k iterations, ``bs_D`` 64, ``bs_G`` 128).
+Wang et al., "Balanced Training for Sparse GANs" (NeurIPS 2023), Table 3, computed by the
+authors' ``flops_calculator``: per example and forward, a linear or conv kernel costs one FLOP per
+multiply-accumulate scaled by its density, biases and BatchNorm parameters ``features *
+positions``, activations, pooling and embeddings nothing. :func:`count_forward_flops` finds the
+layers by intercepting Flax calls under ``jax.eval_shape`` (nothing is computed); a transposed
+convolution costs ``kernel.size * P_in``, its true multiply-accumulate count (the reference skips
+``ConvTranspose2d``). :func:`gan_iteration_flops` scales G by ``bs_D * n_critic + 3 * bs_G`` and D
+by ``3 * bs_D * n_critic + bs_G`` per iteration, and :func:`reference_training_flops` totals a run
+as the reference does (2.67e17 for dense CIFAR-10 SNGAN). ``docs/TECHNIQUES.md`` (Sparse training).
 """
 
 from __future__ import annotations
@@ -36,7 +21,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxgan.sparse.masks import PyTree, layer_densities
+from jaxgan.sparse._masks import PyTree, layer_densities
+
+__all__ = [
+  'FlopsTable',
+  'count_forward_flops',
+  'gan_iteration_flops',
+  'reference_training_flops',
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +92,26 @@ def count_forward_flops(
       )
     run = apply_fn
 
-  weights: dict[str, float] = {}
-  fixed = 0.0
+  recorder = _LayerRecorder()
+  x1 = jax.ShapeDtypeStruct((1, *example_input.shape[1:]), example_input.dtype)
+  with nn.intercept_methods(recorder):
+    jax.eval_shape(run, variables, x1)
+  if not recorder.weights:
+    raise ValueError(
+      'no layer with a kernel was seen: count_forward_flops needs Flax Linen modules '
+      '(Dense/Conv/... or modules owning a kernel param).'
+    )
+  return FlopsTable(weights=recorder.weights, fixed=recorder.fixed)
 
-  def interceptor(next_fun, args, kwargs, context):
-    nonlocal fixed
+
+class _LayerRecorder:
+  """A Linen method interceptor adding up the FLOPs of every parameter-owning call."""
+
+  def __init__(self):
+    self.weights: dict[str, float] = {}
+    self.fixed = 0.0
+
+  def __call__(self, next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     if context.method_name != '__call__' or not args or not hasattr(args[0], 'shape'):
       return out
@@ -115,31 +122,25 @@ def count_forward_flops(
       own = context.module.variables.get('params', {})
     except Exception:  # an unbound or parameterless module
       return out
-    p_in, p_out = _positions(tuple(args[0].shape)), _positions(tuple(y.shape))
-    prefix = '/'.join(str(p) for p in context.module.path)
+    self._add(
+      context.module.path, own, _positions(tuple(args[0].shape)), _positions(tuple(y.shape))
+    )
+    return out
+
+  def _add(self, module_path: tuple, own: Mapping, p_in: int, p_out: int) -> None:
+    prefix = '/'.join(str(p) for p in module_path)
     for name, leaf in own.items():
       if isinstance(leaf, Mapping) or name == 'embedding':
         continue
       size = math.prod(leaf.shape)
       path = f'{prefix}/{name}' if prefix else name
       if len(leaf.shape) >= 2:
-        weights[path] = weights.get(path, 0.0) + float(size * min(p_in, p_out))
+        self.weights[path] = self.weights.get(path, 0.0) + float(size * min(p_in, p_out))
       else:
-        fixed += float(size * p_out)
-    return out
-
-  x1 = jax.ShapeDtypeStruct((1, *example_input.shape[1:]), example_input.dtype)
-  with nn.intercept_methods(interceptor):
-    jax.eval_shape(run, variables, x1)
-  if not weights:
-    raise ValueError(
-      'no layer with a kernel was seen: count_forward_flops needs Flax Linen modules '
-      '(Dense/Conv/... or modules owning a kernel param).'
-    )
-  return FlopsTable(weights=weights, fixed=fixed)
+        self.fixed += float(size * p_out)
 
 
-def densities_of(masks: PyTree | None) -> dict[str, float]:
+def _densities_of(masks: PyTree | None) -> dict[str, float]:
   """``{path: density}`` from a mask tree (``{}`` for ``None``: dense)."""
   return {} if masks is None else layer_densities(masks)
 
@@ -174,7 +175,7 @@ def gan_iteration_flops(
   bs_g = batch_size if g_batch_size is None else g_batch_size
   g_mult = batch_size * n_critic + 3 * bs_g
   d_mult = 3 * batch_size * n_critic + bs_g
-  g_inf, d_inf = g_table.forward(densities_of(g_masks)), d_table.forward(densities_of(d_masks))
+  g_inf, d_inf = g_table.forward(_densities_of(g_masks)), d_table.forward(_densities_of(d_masks))
   out = {
     'flops/g_inference': g_inf,
     'flops/g_inference_dense': g_table.dense,

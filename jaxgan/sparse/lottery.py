@@ -1,58 +1,18 @@
 """Lottery tickets of GANs: iterative magnitude pruning (IMP) with rewinding.
 
-Stage I of Chen et al. (NeurIPS 2021, lottery.md §1): starting from all-alive
-masks and a fixed initialisation ``theta0``, repeat
+Chen, Cheng, Gan, Liu and Wang, "Data-Efficient GAN Training Beyond (Just) Augmentations: A
+Lottery Ticket Perspective" (NeurIPS 2021), Algorithm 1 and Section 3.2. :func:`find_ticket`
+repeats: rewind to ``theta0 * mask`` (fresh optimizer state, EMA = rewound G), train with the masks
+fixed (the caller's ``train_fn``), prune ``rate`` (20%) of the remaining weights by ``|w|`` across
+the network (:func:`imp_round`). Masks are nested and every round's masks are kept.
 
-1. rewind: weights ``theta0 * mask`` (or a saved step-``k`` copy instead of
-   ``theta0``: late rewinding), fresh optimizer state, EMA = rewound G;
-2. train on the same (small) data, the masks fixed;
-3. prune ``rate`` (default 20 %) of the *remaining* weights of every pruned
-   network by ``|w|``, ranked across the network (``scope='global'``, the
-   reference) or inside each layer (``scope='layer'``).
-
-Masks are nested (each round's mask is a subset of the previous one) and every
-round's masks are kept, so a ticket of any sparsity can be retrained (Stage
-II: the ticket's masks fixed, rewound weights, DiffAugment and AdvAug in the
-game; that wiring lives in the training loop, see :func:`rewind_state`).
-
-**Counts.** A round prunes ``k = round(rate * n_alive)`` weights (Python's
-``round``, half to even, as torch's ``L1Unstructured`` with a float amount),
-or ``floor`` with ``rounding='floor'`` (the BigGAN code's ``int``). With
-``scope='global'``, ``n_alive`` is the network's alive count; with
-``scope='layer'`` each maskable leaf uses its own. So after ``R`` rounds
-``n_R = n_{R-1} - round(rate * n_{R-1})``: exactly ``(1 - rate)^R * n_0``
-whenever every ``rate * n_r`` is an integer (e.g. ``rate = 0.2`` and ``n_0``
-divisible by ``5^R``), and within ``0.5 / rate`` weights of it otherwise
-(the per-round errors shrink geometrically). Ties in ``|w|`` are broken by
-position (the later weight goes first), so counts are exact.
-
-**What is pruned** (the *prunable set*): by default the convolution and
-transposed-convolution kernels only, as the authors' code (``Conv2d`` and
-``ConvTranspose2d`` weights; G's first linear layer, embeddings, norm params
-and biases are never pruned, and the paper's "remaining weights" count conv
-weights only). A conv kernel is recognised as a 4-D leaf ``[kh, kw, in,
-out]``: Flax ``Conv`` / ``ConvTranspose``, :class:`jaxgan.nn.ConvTranspose4x4s2`,
-:class:`jaxgan.nn.Project4x4` (a ``ConvTranspose2d`` on a 1x1 input) and
-StyleGAN2's modulated-conv ``weight`` all are; a 2-D Dense kernel (e.g. the
-28x28 and 32x32 DCGAN G's ``project``) is not. ``layers`` names the kinds to
-prune (:data:`LAYER_KINDS`: ``'conv'``, ``'dense'``, ``'embed'``; see
-:func:`layer_kind`); ``exclude`` (regular expressions on the leaf path) keeps
-chosen leaves dense, ``filter_fn`` replaces the rule. ``prune=('g',)`` (the
-default) leaves D dense and resets it to ``phi0`` every round, as the released
-limited-data code does.
-
-**Which weights rank the pruning** is the caller's ``train_fn``'s choice; the
-reference ranks the trained raw G that the next round rewinds (SNGAN
-``pruning_generate(gen_net)``, BigGAN likewise); the SNGAN code also prunes its
-EMA copy by the EMA's own magnitudes and hands that mask to Stage II. Each
-round's :attr:`Ticket.agreement` says how close the round came to pruning at
-initialisation (:func:`init_agreement`: the rank correlation of ``|theta0|``
-and the trained ``|w|``, and the overlap of the pruned set with the one
-``|theta0|`` would pick).
-
-Networks are handled by name: :func:`find_ticket` takes ``{'g': theta0, 'd':
-phi0}`` (any names) and prunes those in ``prune``, each with its own global
-ranking.
+Defaults follow the authors' code: only conv and transposed-conv kernels are prunable
+(:func:`layer_kind`, :data:`LAYER_KINDS`), only G is pruned (D is reset to ``phi0`` each round),
+the count is ``round(rate * n_alive)`` with ties broken by position (exact), and the trained raw G
+ranks the pruning. :func:`init_agreement` measures how close a round comes to pruning at
+initialisation. Stage II trains a ticket with :func:`rewind_state` and a
+``jaxgan.sparse.masked_optimizer(..., grad_mode='masked')``. ``docs/TECHNIQUES.md`` (Lottery
+tickets) has the counts, the prunable set and the semantics choices.
 """
 
 from __future__ import annotations
@@ -66,8 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan.sparse.masked_optimizer import find_mask_state, replace_masks
-from jaxgan.sparse.masks import (
+from jaxgan.sparse._masks import (
   FilterFn,
   apply_masks,
   check_masks,
@@ -77,9 +36,31 @@ from jaxgan.sparse.masks import (
   layer_counts,
   leaves_with_paths,
 )
-from jaxgan.sparse.masks import dense_masks as all_alive_masks
-from jaxgan.sparse.prune_regrow import SCOPES, prune_by_magnitude
+from jaxgan.sparse._masks import dense_masks as all_alive_masks
+from jaxgan.sparse._optimizer import find_mask_state, replace_masks
+from jaxgan.sparse._prune_regrow import SCOPES, prune_by_magnitude
 from jaxgan.state import GANState
+
+__all__ = [
+  'DEFAULT_LAYERS',
+  'LAYER_KINDS',
+  'ROUNDINGS',
+  'Ticket',
+  'dense_masks',
+  'expected_alive',
+  'find_ticket',
+  'imp_round',
+  'init_agreement',
+  'is_nested',
+  'kernel_density',
+  'layer_kind',
+  'masks_from_arrays',
+  'masks_to_arrays',
+  'prunable_filter',
+  'prune_count',
+  'rewind',
+  'rewind_state',
+]
 
 PyTree = Any
 Masks = dict[str, PyTree | None]
@@ -347,7 +328,7 @@ def rewind_state(
 
   Args:
     initial_state: the run's initial :class:`~jaxgan.state.GANState`.
-    g_tx: G's optimizer; must be a :func:`jaxgan.sparse.masked` transformation
+    g_tx: G's optimizer; must be a :func:`jaxgan.sparse.masked_optimizer` transformation
       when G has masks (``grad_mode='masked'`` matches the reference: pruned
       weights get zero gradient and zero Adam moments).
     d_tx: D's optimizer (likewise for D's masks).
@@ -369,8 +350,8 @@ def rewind_state(
       check_masks(p.params, m, where=f'rewind_state masks[{name!r}]')
       if find_mask_state(opt_state) is None:
         raise ValueError(
-          f"rewind_state: {name}'s optimizer has no sparse masks; build it as "
-          "jaxgan.sparse.masked(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
+          f"rewind_state: {name}'s optimizer has no sparse masks; build it as jaxgan.sparse."
+          "masked_optimizer(inner_tx, masks, grad_mode='masked') so the ticket stays sparse."
         )
       opt_state = replace_masks(opt_state, m)
     return p.replace(params=params, opt_state=opt_state)
@@ -409,44 +390,67 @@ def find_ticket(
 ) -> list[Ticket]:
   """Runs ``rounds`` rounds of IMP and returns the masks of every round.
 
-  Round ``r`` (``0 <= r < rounds``): ``params = rewind(rewind_params, masks)``
-  per network, ``trained = train_fn(params, masks, r)``, then the networks in
-  ``prune`` lose ``rate`` of their remaining weights by the magnitudes of
-  ``trained`` (:func:`imp_round`).
+  Round ``r``: ``params = rewind(rewind_params, masks)`` per network, ``trained =
+  train_fn(params, masks, r)``, then the networks in ``prune`` lose ``rate`` of their
+  remaining weights by the magnitudes of ``trained`` (:func:`imp_round`).
 
   Args:
-    train_fn: the caller's training, ``(params, masks, round) -> trained``,
-      both dicts by network name. It builds a fresh optimizer (and EMA) each
-      round (see :func:`rewind_state`), trains with the masks fixed on the
-      same limited data, and returns the params whose magnitudes decide the
-      pruning: the trained raw generator in the reference (the EMA's is the
-      caller's other choice).
-    init_params: ``{name: theta0}`` of every network (e.g. ``{'g': ...,
-      'd': ...}``).
-    rounds: number of train-then-prune rounds (``R``; the last mask has
-      density about ``(1 - rate)^R``).
-    prune: the networks to prune (default G only, the released limited-data
-      code); the others stay dense and are rewound every round.
-    rate: fraction of the remaining weights removed per round.
-    scope: ``'global'`` (per network) or ``'layer'``.
-    rounding: ``'round'`` or ``'floor'`` of ``rate * n_alive``.
-    rewind_params: the weights to rewind to (default ``init_params``; a
-      step-``k`` copy for late rewinding).
-    init_masks: starting masks per pruned network (default all alive over
-      the prunable set, :func:`dense_masks` with ``layers`` / ``filter_fn`` /
-      ``exclude``).
-    layers: kinds of :data:`LAYER_KINDS` to prune (default ``('conv',)``, the
-      reference: conv and transposed-conv kernels); e.g. ``('conv',
-      'dense')`` also prunes linear layers.
-    filter_fn: ``(path, leaf) -> bool`` replacing the ``layers`` rule.
-    exclude: regular expressions on leaf paths that stay dense.
-    on_round: called after each pruning with the new :class:`Ticket` (its
-      ``agreement`` compares the round's ranking with ``|rewind_params|``)
-      and the trained params of that round (e.g. to save both).
+    train_fn: ``(params, masks, round) -> trained``, dicts by network name. It trains on
+      the same limited data with the masks fixed and a fresh optimizer and EMA (see
+      :func:`rewind_state`), and returns the params whose magnitudes rank the pruning:
+      the trained raw generator in the reference (the EMA's is the caller's other choice).
+    init_params: ``{name: theta0}`` of every network (e.g. ``{'g': ..., 'd': ...}``).
+    rounds: number of train-then-prune rounds ``R`` (the last mask has density about
+      ``(1 - rate)^R``).
+    prune: the networks to prune (default G only, the released limited-data code); the
+      others stay dense and are rewound every round.
+    rate, scope, rounding: each round's pruning (:func:`imp_round`).
+    rewind_params: the weights to rewind to (default ``init_params``; a step-``k`` copy
+      for late rewinding).
+    init_masks: starting masks per pruned network (default all alive over the prunable
+      set, :func:`dense_masks` with ``layers`` / ``filter_fn`` / ``exclude``).
+    layers, filter_fn, exclude: the prunable set (:func:`dense_masks`; default the
+      reference's conv and transposed-conv kernels).
+    on_round: called after each pruning with the new :class:`Ticket` (its ``agreement``
+      compares the round's ranking with ``|rewind_params|``) and the round's trained
+      params (e.g. to save both).
 
   Returns:
     ``rounds + 1`` tickets; ``tickets[r].masks`` has been pruned ``r`` times.
   """
+  _check_search(init_params, rounds, prune, rate, scope, rounding, rewind_params)
+  rewind_params = init_params if rewind_params is None else rewind_params
+  masks: Masks = {
+    name: _start_masks(name, p, init_masks, layers, filter_fn, exclude) if name in prune else None
+    for name, p in init_params.items()
+  }
+  how = dict(rate=rate, scope=scope, rounding=rounding)
+  tickets = [_ticket(0, masks)]
+  for r in range(rounds):
+    trained, agreement, masks = _search_round(train_fn, rewind_params, masks, r, how)
+    tickets.append(_ticket(r + 1, masks, agreement))
+    if on_round is not None:
+      on_round(tickets[-1], trained)
+  return tickets
+
+
+def _search_round(train_fn, rewind_params, masks: Masks, r: int, how: dict):
+  """Round ``r`` of :func:`find_ticket`: ``(trained, agreement, pruned masks)``."""
+  params = {name: rewind(rewind_params[name], m) for name, m in masks.items()}
+  trained = train_fn(params, dict(masks), r)
+  agreement = {
+    name: init_agreement(rewind_params[name], trained[name], m, **how)
+    for name, m in masks.items()
+    if m is not None
+  }
+  pruned = {
+    name: None if m is None else imp_round(trained[name], m, **how) for name, m in masks.items()
+  }
+  return trained, agreement, pruned
+
+
+def _check_search(init_params, rounds, prune, rate, scope, rounding, rewind_params) -> None:
+  """Raises on :func:`find_ticket` arguments that cannot work, before any training."""
   if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
     raise ValueError(f'rounds must be an int >= 0, got {rounds!r}.')
   _check_rate(rate, rounding)
@@ -457,46 +461,25 @@ def find_ticket(
   missing = [n for n in prune if n not in init_params]
   if missing:
     raise ValueError(f'prune names {missing} are not networks of init_params ({names}).')
-  rewind_params = init_params if rewind_params is None else rewind_params
-  if set(rewind_params) != set(names):
+  if rewind_params is not None and set(rewind_params) != set(names):
     raise ValueError(
       f'rewind_params must have the networks of init_params ({names}), got {list(rewind_params)}.'
     )
 
-  masks: Masks = {}
-  for name in names:
-    if name not in prune:
-      masks[name] = None
-    elif init_masks is not None and init_masks.get(name) is not None:
-      check_masks(init_params[name], init_masks[name], where=f'find_ticket init_masks[{name!r}]')
-      masks[name] = init_masks[name]
-    else:
-      masks[name] = dense_masks(
-        init_params[name], layers=layers, filter_fn=filter_fn, exclude=exclude
-      )
-      if not jax.tree.leaves(masks[name]):
-        raise ValueError(
-          f'network {name!r} has no prunable leaf (layers/filter_fn/exclude left every leaf '
-          "dense); a network without convolutions needs layers=('conv', 'dense')."
-        )
 
-  tickets = [_ticket(0, masks)]
-  for r in range(rounds):
-    params = {name: rewind(rewind_params[name], masks[name]) for name in names}
-    trained = train_fn(params, dict(masks), r)
-    how = dict(rate=rate, scope=scope, rounding=rounding)
-    agreement = {
-      name: init_agreement(rewind_params[name], trained[name], m, **how)
-      for name, m in masks.items()
-      if m is not None
-    }
-    masks = {
-      name: None if m is None else imp_round(trained[name], m, **how) for name, m in masks.items()
-    }
-    tickets.append(_ticket(r + 1, masks, agreement))
-    if on_round is not None:
-      on_round(tickets[-1], trained)
-  return tickets
+def _start_masks(name, params, init_masks, layers, filter_fn, exclude) -> PyTree:
+  """Round 0's masks of a pruned network: ``init_masks[name]``, or all alive (prunable set)."""
+  given = None if init_masks is None else init_masks.get(name)
+  if given is not None:
+    check_masks(params, given, where=f'find_ticket init_masks[{name!r}]')
+    return given
+  masks = dense_masks(params, layers=layers, filter_fn=filter_fn, exclude=exclude)
+  if not jax.tree.leaves(masks):
+    raise ValueError(
+      f'network {name!r} has no prunable leaf (layers/filter_fn/exclude left every leaf '
+      "dense); a network without convolutions needs layers=('conv', 'dense')."
+    )
+  return masks
 
 
 def expected_alive(n0: int, rounds: int, rate: float = 0.2, rounding: str = 'round') -> list[int]:

@@ -1,26 +1,17 @@
 """Scores of the MNIST translation task (:mod:`jaxgan.data.mnist_translation`).
 
-* **FID to B** (:func:`fid`): Fréchet distance between the translated test-A images and
-  the real test-B images in the penultimate features of the project's MNIST classifier
-  (:func:`jaxgan.metrics.mnist.mnist_extractor`, trained on plain MNIST-5k; the same
-  features as every MNIST FID of the library). The same function takes any
-  :class:`~jaxgan.metrics.features.FeatureExtractor`, e.g. :func:`domain_b_classifier`.
-* **Content accuracy** (:func:`content_accuracy`): the fraction of translated test-A
-  images that a domain-B classifier labels as their source digit. The classifier
-  (:func:`domain_b_classifier`) is the project's LeNet-5 trained with the project's
-  training function (:func:`jaxgan.metrics.mnist.mnist_classifier`) on the *dilated*
-  MNIST-5k train images (all 4,000; the task's labels serve evaluation only) and
-  applied to ``-x``. Since ``to_float(255 - y) = -to_float(y)``, the negation undoes
-  the inversion exactly, so ``x -> lenet(-x)`` is a classifier of domain B
-  (thick, inverted digits), trained with the usual augmentation (whose ``-1`` fill is
-  the dilated images' background). No approximate inverse of the dilation is needed.
-  Its accuracy on real test-B images is the ceiling of the score.
-
-The domain-B classifier is cached like the MNIST classifier, in
-``<data_dir>/mnist_translation/classifiers/mnist5k_lenet5.{msgpack,json}`` (its own
-data directory for :mod:`jaxgan.metrics.mnist`'s cache; the metadata there describes
-the dilated training set only through its held-out accuracy), and named
-``mnist_dilated_lenet5@<sha256 prefix>``.
+* **FID to B** (:func:`fid`): Fréchet distance between the translated test-A images and the real
+  test-B images in the penultimate features of the project's MNIST classifier
+  (:func:`jaxgan.metrics.mnist.mnist_extractor`, the features of every MNIST FID of the library),
+  or of any :class:`~jaxgan.metrics.features.FeatureExtractor`, e.g. :func:`domain_b_classifier`.
+* **Content accuracy** (:func:`content_accuracy`): the fraction of translated test-A images that a
+  domain-B classifier labels as their source digit. That classifier (:func:`domain_b_classifier`)
+  is the project's LeNet-5 trained with the project's training function
+  (:func:`jaxgan.metrics.mnist.mnist_classifier`) on the *dilated* MNIST-5k train images (all
+  4,000; the task's labels serve evaluation only) and applied to ``-x``. Since ``to_float(255 -
+  y) = -to_float(y)``, the negation undoes the inversion exactly, so ``x -> lenet(-x)`` classifies
+  domain B (thick, inverted digits) with no approximate inverse of the dilation. Its accuracy on
+  real test-B images is the ceiling of the score.
 """
 
 from __future__ import annotations
@@ -66,6 +57,10 @@ def domain_b_classifier(
   log: Callable[[str], None] | None = None,
 ) -> FeatureExtractor:
   """The domain-B classifier ``x -> LeNet5_dilated(-x)`` as a feature extractor (cached).
+
+  Cached like the MNIST classifier, in ``<data_dir>/mnist_translation/classifiers/
+  mnist5k_lenet5.{msgpack,json}`` (its metadata describes the dilated training set only through
+  its held-out accuracy), and named ``mnist_dilated_lenet5@<sha256 prefix>``.
 
   Args:
     data_dir: data directory of MNIST-5k (default :func:`jaxgan.data.default_data_dir`);

@@ -1,36 +1,19 @@
 """CUT-style networks for unpaired image translation (Park et al., ECCV 2020).
 
-* :class:`ResnetGenerator`: the ResNet encoder-decoder of CycleGAN/CUT. Reflect pad
-  + conv 7x7, two stride-2 3x3 convs down (padding 1), ``n_blocks`` residual blocks,
-  two 2x upsamplings, reflect pad + conv 7x7, tanh. Instance norm without affine
-  parameters (CUT's default), ReLU. Each upsampling is CUT's default antialiased form,
-  a bilinear 2x resize (CUT's ``Upsample`` blur, taps 1/4 and 3/4) then conv 3x3
-  stride 1, not the ``--no_antialias_up`` transposed conv: XLA on CPU computes the
-  kernel gradient of a strided transposed conv very slowly (measured 76 ms against
-  14 ms for one 7 -> 14 layer at batch 32). Shapes are exact for any size divisible
-  by 4 (28 -> 14 -> 7 -> 14 -> 28), so MNIST needs no padding to 32. The downsampling
-  is CUT's ``--no_antialias`` form (strided convs). The module also holds the PatchNCE projection heads
-  (:meth:`ResnetGenerator.project`: per NCE layer a 2-layer MLP of ``mlp_units``,
-  L2-normalized), so they are part of G's params and trained by G's optimizer.
-* :class:`PatchDiscriminator`: the PatchGAN D (``n_layers=3`` is the 70x70 one) with
-  per-patch logits ``[B, h, w]``; plain stride-2 convs (CUT's ``--no_antialias`` form).
+* :class:`ResnetGenerator`: the ResNet encoder-decoder of CycleGAN/CUT, holding the PatchNCE
+  projection heads, so they are trained by G's optimizer.
+* :class:`PatchDiscriminator`: the PatchGAN D (``n_layers=3`` is the 70x70 one) with per-patch
+  logits ``[B, h, w]``; plain stride-2 convs (CUT's ``--no_antialias`` form).
+* Adapters to :class:`jaxgan.game.Game`: :func:`translation_g_apply` (G takes ``z = {'source':
+  [B, H, W, C], ...}``, the batch's ``'latent'`` entry, and translates ``z['source']``) and
+  :func:`patch_d_apply` (``[B]`` logits, the mean over patches).
 
-Adapters to :class:`jaxgan.game.Game`:
-
-* :func:`translation_g_apply`: G's apply takes ``z = {'source': [B, H, W, C], ...}``
-  (the batch's ``'latent'`` entry) and translates ``z['source']``.
-* :func:`patch_d_apply`: D's apply returns ``[B]`` logits, the **mean over patches**
-  of the per-patch logits. The same reduction is CoopInit's energy: ``f(x) = mean
-  patch logit``, energy ``U(x) = -mean patch logit``. With LSGAN this differs from
-  CUT's per-patch MSE by the patch variance: ``mean_i (p_i - c)^2 = (mean p - c)^2 +
-  var(p)``.
-
-NCE feature layers (:data:`LAYER_NAMES`): CUT takes layers 0, 4, 8, 12, 16 of its
-9-block generator (``nn.Sequential`` indices): the reflection-padded input, the first
-and second downsampling convs' outputs (before their norm), and the outputs of the
-first and fifth residual blocks. Here they are named ``'input'`` (the unpadded input:
-the padding only adds mirrored copies), ``'down1'``, ``'down2'`` and ``'block<i>'``;
-the default is ``('input', 'down1', 'down2', 'block0', 'block<min(4, n_blocks - 1)>')``.
+NCE feature layers (:data:`LAYER_NAMES`): CUT takes layers 0, 4, 8, 12, 16 of its 9-block
+generator (``nn.Sequential`` indices): the padded input, the two downsampling convs' outputs
+(before their norm) and the outputs of the first and fifth residual blocks. Here they are named
+``'input'`` (unpadded: the padding only adds mirrored copies), ``'down1'``, ``'down2'`` and
+``'block<i>'``; the default is ``('input', 'down1', 'down2', 'block0',
+'block<min(4, n_blocks - 1)>')``.
 """
 
 from __future__ import annotations
@@ -105,11 +88,20 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
   """CUT's ResNet generator with its PatchNCE projection heads.
 
+  Reflect pad + conv 7x7, two stride-2 3x3 convs down (padding 1, CUT's ``--no_antialias``),
+  ``n_blocks`` residual blocks, two 2x upsamplings, reflect pad + conv 7x7, tanh; instance norm
+  without affine parameters, ReLU. Each upsampling is CUT's default antialiased form, a bilinear
+  2x resize (taps 1/4 and 3/4) then a stride-1 3x3 conv, not the ``--no_antialias_up`` transposed
+  conv, whose kernel gradient XLA computes very slowly on CPU (76 ms against 14 ms for one 7 -> 14
+  layer at batch 32). Shapes are exact for sizes divisible by 4 (28 -> 14 -> 7 -> 14 -> 28). The
+  PatchNCE heads (:meth:`project`: per NCE layer a 2-layer MLP of ``mlp_units``, L2-normalized)
+  are part of G's params.
+
   Attributes:
     width: channels after the stem (``ngf``; CUT: 64). The bottleneck has ``4 * width``.
     n_blocks: residual blocks (CUT: 9 at 256x256).
     out_channels: output channels (default 1, grayscale).
-    nce_layers: encoder layers used by PatchNCE (module docstring); ``None`` for
+    nce_layers: encoder layers used by PatchNCE (:data:`LAYER_NAMES`); ``None`` for
       :func:`default_nce_layers`.
     mlp_units: width of the 2-layer projection heads (CUT: 256).
   """
@@ -258,7 +250,9 @@ class PatchDiscriminator(nn.Module):
 def patch_d_apply(module: PatchDiscriminator):
   """D's apply for :class:`jaxgan.game.Game`: ``[B]`` = mean of the per-patch logits.
 
-  This mean is also the negative energy CoopInit's chain ascends (module docstring).
+  This mean is also the negative energy CoopInit's chain ascends (``U(x) = -mean patch logit``).
+  With LSGAN it differs from CUT's per-patch MSE by the patch variance: ``mean_i (p_i - c)^2 =
+  (mean p - c)^2 + var(p)``.
   """
   apply = make_apply(module)
 

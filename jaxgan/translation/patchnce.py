@@ -1,25 +1,20 @@
 """PatchNCE, CUT's contrastive content loss (Park et al., ECCV 2020), as a G regularizer.
 
-For each NCE layer ``l`` of the generator's encoder, the same ``P = min(num_patches,
-h_l * w_l)`` spatial positions (one random permutation per layer, shared by the whole
-batch) are taken from the features of the source ``x`` (keys) and of the translation
-``G(x)`` (queries); both go through the layer's projection head (2-layer MLP, L2
-normalized, inside G's params). For image ``b`` and position ``i`` with query
-``q_bi`` and keys ``k_bj`` (``k`` without gradient):
+For each NCE layer ``l`` of G's encoder the same ``P = min(num_patches, h_l * w_l)`` positions
+(one random permutation per layer, shared by the batch) are taken from the features of the source
+``x`` (keys, no gradient) and of ``G(x)`` (queries), both through the layer's projection head. For
+image ``b`` and position ``i``::
 
     loss_bi = -log( exp(q_bi . k_bi / T) / sum_j exp(q_bi . k_bj / T) )
 
-the positive being the same position, the negatives the other ``P - 1`` positions of
-the same image (CUT's default, ``nce_includes_all_negatives_from_minibatch=False``). The
-layer loss is the mean over ``b, i``; the NCE loss is the mean over layers. CUT masks
-the positive out of its negatives with a logit of ``-10 / T``; the sum above counts it
-once, which differs by ``exp(-10 / 0.07)`` (below float precision).
+the negatives being the other ``P - 1`` positions of the same image (CUT's default). The layer
+loss is the mean over ``b, i``, the NCE loss the mean over layers. CUT masks the positive out of
+its negatives with a logit of ``-10 / T``; counting it once instead differs by ``exp(-10 / 0.07)``.
 
-Settings (CUT's defaults): ``temperature`` T = 0.07, ``num_patches`` = 256, layers 0,
-4, 8, 12, 16 (:mod:`jaxgan.translation.models`), heads of 256 units, ``lambda_NCE`` = 1
-and the identity term (``nce_idt``): the same loss between ``y`` and ``G(y)`` for real
-target-domain images ``y``, averaged with the main one: ``lambda_NCE * (NCE(x, G(x)) +
-NCE(y, G(y))) / 2``.
+Settings (CUT's defaults): ``T = 0.07``, 256 patches, layers 0, 4, 8, 12, 16
+(:mod:`jaxgan.translation.models`), 256-unit heads, ``lambda_NCE = 1`` and the identity term:
+``lambda_NCE * (NCE(x, G(x)) + NCE(y, G(y))) / 2`` for real target images ``y``.
+``docs/TECHNIQUES.md`` (CUT).
 """
 
 from __future__ import annotations
@@ -175,16 +170,9 @@ def patch_nce_regularizer(
   Returns:
     The regularizer.
   """
-  if not isinstance(weight, int | float) or weight < 0:
-    raise ValueError(f'PatchNCE weight must be a float >= 0, got {weight!r} (CUT: 1.0).')
-  if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 2:
-    raise ValueError(
-      f'num_patches must be an int >= 2 (one positive and at least one negative), got '
-      f'{num_patches!r} (CUT: 256).'
-    )
-  if not isinstance(temperature, int | float) or not temperature > 0:
-    raise ValueError(f'PatchNCE temperature must be > 0, got {temperature!r} (CUT: 0.07).')
+  _check_settings(weight, num_patches, temperature)
   needed = ('source', 'target') if identity else ('source',)
+  how = dict(num_patches=num_patches, temperature=temperature)
 
   def regularizer(g_variables, d_variables, z, key):
     del d_variables
@@ -195,31 +183,40 @@ def patch_nce_regularizer(
         'pass identity=False to drop the target-domain identity term.'
       )
     if not identity:
-      return weight * nce_between(
-        g_module, g_variables, z['source'], key, num_patches=num_patches, temperature=temperature
-      )
-    source, target = z['source'], z['target']
-    if source.shape != target.shape:
-      raise ValueError(
-        f'PatchNCE identity term: z["source"] {source.shape} and z["target"] {target.shape} '
-        'must have one shape (G runs on both as one batch, as CUT does).'
-      )
-    # One G pass over [source; target] (CUT concatenates real A and real B the same way).
-    both = jnp.concatenate([source, target])
-    translated, feats_k = g_module.apply(g_variables, both, method='translate_and_encode')
-    feats_q = g_module.apply(g_variables, translated, method='encode')
-    n = source.shape[0]
-    total = 0.0
-    for half, k in zip((slice(None, n), slice(n, None)), jax.random.split(key)):
-      total = total + nce_from_features(
-        g_module,
-        g_variables,
-        [f[half] for f in feats_k],
-        [f[half] for f in feats_q],
-        k,
-        num_patches=num_patches,
-        temperature=temperature,
-      )
+      return weight * nce_between(g_module, g_variables, z['source'], key, **how)
+    total = _nce_source_and_target(g_module, g_variables, z['source'], z['target'], key, how)
     return weight * total / 2
 
   return regularizer
+
+
+def _check_settings(weight, num_patches, temperature) -> None:
+  if not isinstance(weight, int | float) or weight < 0:
+    raise ValueError(f'PatchNCE weight must be a float >= 0, got {weight!r} (CUT: 1.0).')
+  if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 2:
+    raise ValueError(
+      f'num_patches must be an int >= 2 (one positive and at least one negative), got '
+      f'{num_patches!r} (CUT: 256).'
+    )
+  if not isinstance(temperature, int | float) or not temperature > 0:
+    raise ValueError(f'PatchNCE temperature must be > 0, got {temperature!r} (CUT: 0.07).')
+
+
+def _nce_source_and_target(g_module, g_variables, source, target, key, how: dict) -> Array:
+  """``NCE(source, G(source)) + NCE(target, G(target))`` from one G pass over both."""
+  if source.shape != target.shape:
+    raise ValueError(
+      f'PatchNCE identity term: z["source"] {source.shape} and z["target"] {target.shape} '
+      'must have one shape (G runs on both as one batch, as CUT does).'
+    )
+  # One G pass over [source; target] (CUT concatenates real A and real B the same way).
+  both = jnp.concatenate([source, target])
+  translated, feats_k = g_module.apply(g_variables, both, method='translate_and_encode')
+  feats_q = g_module.apply(g_variables, translated, method='encode')
+  n = source.shape[0]
+  total = 0.0
+  for half, k in zip((slice(None, n), slice(n, None)), jax.random.split(key)):
+    total = total + nce_from_features(
+      g_module, g_variables, [f[half] for f in feats_k], [f[half] for f in feats_q], k, **how
+    )
+  return total

@@ -19,7 +19,7 @@ def cosine_drop_fraction(
   """``final + (initial - final) * (1 + cos(pi * t / T)) / 2``, ``t`` in ``[0, T]``.
 
   The reference's schedule (PyTorch ``CosineAnnealingLR`` with
-  ``eta_min=final`` stepped once per G update; ddst.md §4.1): ``f(0) =
+  ``eta_min=final`` stepped once per G update): ``f(0) =
   initial``, ``f(T/2) = (initial + final) / 2``, ``f(T) = final``. Works on
   Python numbers (returns a float) and on traced steps (returns float32).
 

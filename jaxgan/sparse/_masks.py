@@ -6,12 +6,12 @@ of the leaf's shape where the leaf is sparsified (``True`` = weight alive), and
 filter on the leaf's path (``'Dense_0/kernel'``) and the leaf itself:
 :func:`default_filter` keeps the conv/linear kernels (``ndim >= 2``) and leaves
 dense the biases, normalization scales, embedding tables and any leaf whose
-path names a ``gain`` or a ``classifier`` (the reference's rule, ddst.md §2).
+path names a ``gain`` or a ``classifier`` (the DDST/ADAPT reference's rule).
 A user adds names to keep dense with ``exclude`` (regular expressions searched
 in the path) or replaces the rule with ``filter_fn``.
 
 A *density tree* has the same layout with a float (the leaf's target density)
-in place of each mask; :mod:`jaxgan.sparse.distributions` builds them.
+in place of each mask; :mod:`jaxgan.sparse._distributions` builds them.
 
 Weights are stored already masked: a pruned weight is exactly ``0.0`` in the
 params, so the gradient with respect to the params is dense (what gradient
@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.sparse.topk import topk_mask
+from jaxgan.sparse._topk import topk_mask
 
 PyTree = Any
 Array = jax.Array
 FilterFn = Callable[[str, Any], bool]
 
-# Path components that mark a leaf as dense in the reference code (ddst.md §2).
+# Path components that mark a leaf as dense in the DDST/ADAPT reference code.
 DENSE_NAME_PARTS = ('embed', 'gain', 'classifier')
 SAMPLINGS = ('exact', 'bernoulli')
 

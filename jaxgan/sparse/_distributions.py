@@ -1,10 +1,10 @@
 """Per-layer densities for a target global density: uniform and ERK.
 
 Both return a *density tree*: the params' layout with a float at each maskable
-leaf and ``None`` at dense leaves (see :mod:`jaxgan.sparse.masks`). They read
+leaf and ``None`` at dense leaves (see :mod:`jaxgan.sparse._masks`). They read
 only shapes, so they accept ``jax.ShapeDtypeStruct`` trees and run on the host.
 
-ERK (Erdős–Rényi-kernel, RigL; the reference's default, ddst.md §2): layer
+ERK (Erdős–Rényi-kernel, Evci et al., ICML 2020; the DDST reference's default): layer
 ``l`` with shape ``s`` gets density ``eps * (sum(s) / prod(s)) ** power``, the
 kernel dimensions included in both sum and product, with ``eps`` solved so that
 ``sum_l d_l * N_l = d * N``. A layer whose density would exceed 1 is made dense
@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from jaxgan.sparse.masks import FilterFn, leaves_with_paths, maskable_tree
+from jaxgan.sparse._masks import FilterFn, leaves_with_paths, maskable_tree
 
 PyTree = Any
 DISTRIBUTIONS = ('erk', 'uniform')

@@ -1,29 +1,17 @@
 """Prune and regrow: pure, jit-compiled, exact in count, with traced counts.
 
-Mask-level primitives work on mask trees (:mod:`jaxgan.sparse.masks`):
+Mask-level primitives: :func:`prune_by_magnitude` (remove the ``k`` alive weights of smallest
+``|w|``), :func:`grow_by_score` (revive the ``k`` dead positions of largest score: ``|grad|`` for
+RigL, uniform noise for SET), :func:`dst_masks` (prune ``floor(f * n_alive)``, then grow as many
+among the positions dead after the prune, the DDST reference's rule) and :func:`set_count_masks`
+(grow or prune to an exact count). ``scope='global'`` ranks across all masked leaves (the
+reference), ``scope='layer'`` inside each leaf (RigL, jaxpruner). Ties are broken by position, so
+counts are exact; counts and fractions may be traced, so nothing recompiles when they change.
 
-* :func:`prune_by_magnitude`: remove the ``k`` alive weights of smallest
-  ``|w|``;
-* :func:`grow_by_score`: make alive the ``k`` dead positions of largest score
-  (``|grad|`` for RigL, uniform noise for SET);
-* :func:`dst_masks`: one DST exchange, prune ``floor(f * n_alive)`` then grow
-  back the same number; the grow candidates are the positions dead *after* the
-  prune, so a just-pruned weight may come back (the reference's rule);
-* :func:`set_count_masks`: grow (by score) or prune (by magnitude) to an exact
-  alive count.
-
-``scope='global'`` ranks across all masked leaves of the network at once (the
-reference, ADAPT: per-layer densities drift), ``scope='layer'`` ranks inside
-each leaf (RigL/jaxpruner: per-layer counts fixed). Selection is by rank with
-ties broken by position, so counts are exact; counts and fractions may be
-traced values, and none of these functions recompiles when they change.
-
-Player-level functions (:func:`dst_update`, :func:`set_density`) read the
-masks from the player's optimizer state (:func:`jaxgan.sparse.masked`), write
-the new masks there, zero the pruned weights, start the newly grown weights at
-exactly 0, and optionally zero the optimizer moments of the newly grown
-weights (``reset_moments``; the reference leaves them untouched, ddst.md §2).
-They are ``jax.jit``-compiled with the string/bool options static.
+Player-level functions (:func:`dst_update`, :func:`set_density`) read and write the masks in the
+player's optimizer state (:func:`jaxgan.sparse.masked_optimizer`), zero the pruned weights, start
+the grown ones at exactly 0 and optionally zero their optimizer moments (``reset_moments``; the
+reference leaves them). ``docs/TECHNIQUES.md`` (Sparse training).
 """
 
 from __future__ import annotations
@@ -35,9 +23,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxgan.sparse.masked_optimizer import find_mask_state, replace_masks
-from jaxgan.sparse.masks import check_masks, is_none, map_masked, num_maskable
-from jaxgan.sparse.topk import topk_mask
+from jaxgan.sparse._masks import check_masks, is_none, map_masked, num_maskable
+from jaxgan.sparse._optimizer import find_mask_state, replace_masks
+from jaxgan.sparse._topk import topk_mask
 from jaxgan.state import Player
 
 PyTree = Any
@@ -285,12 +273,16 @@ def _player_masks(player: Player, where: str) -> PyTree:
   if state is None:
     raise ValueError(
       f'{where}: the player has no sparse masks; build its optimizer with '
-      'jaxgan.sparse.masked(tx, masks) (or sparse_optimizer) before init_player/create_state.'
+      'jaxgan.sparse.masked_optimizer(tx, masks) before init_player/create_state.'
     )
   return state.masks
 
 
-def _check_grads(player: Player, grads: PyTree | None, where: str) -> None:
+def _check_player_call(player: Player, grads, key, regrow: str, scope: str, where: str) -> None:
+  """Raises before tracing unless ``player`` has masks and the options are valid."""
+  _check_scope(scope)
+  _check_regrow(regrow, key)
+  _player_masks(player, where)
   if grads is not None and jax.tree.structure(grads) != jax.tree.structure(player.params):
     raise ValueError(f'{where}: grads must mirror the params, got {jax.tree.structure(grads)}.')
 
@@ -332,7 +324,7 @@ def dst_update(
   """Prune by magnitude and regrow the same number, in a player (jitted).
 
   Args:
-    player: a player whose optimizer is :func:`jaxgan.sparse.masked`.
+    player: a player whose optimizer is :func:`jaxgan.sparse.masked_optimizer`.
     grads: the dense gradient of the player's loss w.r.t. its params (RigL);
       ignored (may be ``None``) for ``regrow='random'``.
     drop_fraction: fraction of alive weights exchanged (traced: changing it
@@ -346,10 +338,7 @@ def dst_update(
   Returns:
     The updated player; total (or per-leaf) alive count unchanged.
   """
-  _check_scope(scope)
-  _check_regrow(regrow, key)
-  _player_masks(player, 'dst_update')
-  _check_grads(player, grads, 'dst_update')
+  _check_player_call(player, grads, key, regrow, scope, 'dst_update')
   if regrow == 'gradient' and grads is None:
     raise ValueError(
       "dst_update: regrow='gradient' needs grads (the dense gradient of the params)."
@@ -386,15 +375,12 @@ def set_density(
   density tree).
 
   Args:
-    player: a player whose optimizer is :func:`jaxgan.sparse.masked`.
+    player: a player whose optimizer is :func:`jaxgan.sparse.masked_optimizer`.
     grads: dense gradient of the params (needed when growing by gradient).
     density: target density (traced: no recompilation when it changes).
     key, regrow, scope, reset_moments: as in :func:`dst_update`.
   """
-  _check_scope(scope)
-  _check_regrow(regrow, key)
-  _player_masks(player, 'set_density')
-  _check_grads(player, grads, 'set_density')
+  _check_player_call(player, grads, key, regrow, scope, 'set_density')
   if regrow == 'gradient' and grads is None:
     raise ValueError("set_density: regrow='gradient' needs grads (pass zeros if you only prune).")
   if isinstance(density, int | float) and not 0.0 <= density <= 1.0:

@@ -1,7 +1,7 @@
 """The balance ratio (BR) of DDST/ADAPT and its FIFO window.
 
 Per measured iteration the step reports three means, all with D after its
-update of the iteration (ddst.md §1): ``df = mean D(G_pre(z))`` (from G's loss
+update of the iteration (Wang et al., NeurIPS 2023): ``df = mean D(G_pre(z))`` (from G's loss
 forward), ``gf = mean D(G_post(z))`` (same ``z``, after G's update) and ``dr =
 mean D(last real batch)``. One entry's ratio is ``(gf - df) / (dr - df)``:
 how much of D's real/fake gap one G step closes. BR is the **mean of the

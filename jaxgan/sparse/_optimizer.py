@@ -1,24 +1,17 @@
 """An optax transformation that keeps pruned weights exactly zero.
 
-:func:`masked` wraps any optax transformation (a chain with Adam, weight decay,
-clipping, schedules...). Its state, :class:`SparseState`, carries the masks
-next to the inner state, so a player's ``opt_state`` holds everything about
-its sparsity and one checkpoint of the :class:`~jaxgan.state.GANState` is
-complete. Each update returns ``where(mask, u, -params)``, so that
-``params + update`` is exactly ``0.0`` at every pruned weight whatever the
-inner optimizer did there (Adam moments, decoupled weight decay, momentum).
+:func:`masked_optimizer` wraps any optax transformation (a chain with Adam, weight decay,
+clipping, schedules...). Its state, :class:`SparseState`, carries the masks next to the inner
+state, so a player's ``opt_state`` holds everything about its sparsity and one checkpoint of the
+:class:`~jaxgan.state.GANState` is complete. Each update returns ``where(mask, u, -params)``, so
+that ``params + update`` is exactly ``0.0`` at every pruned weight whatever the inner optimizer
+did there (Adam moments, decoupled weight decay, momentum).
 
-Gradient modes (sparse_training.md §3):
-
-* ``'dense'`` (the reference, ADAPT): the inner optimizer sees the dense
-  gradient, so Adam's moments of pruned weights keep evolving ("shadow"
-  moments) and a regrown weight inherits them.
-* ``'masked'`` (jaxpruner): the inner optimizer sees the gradient zeroed at
-  pruned weights, so their moments only decay.
-
-Helpers find the state inside any chain: :func:`find_mask_state`,
-:func:`get_masks`, :func:`replace_masks` (optionally zeroing the moments of
-newly alive weights, RigL-style, with :func:`reset_moments`).
+Gradient modes: ``'dense'`` (the DDST/ADAPT reference) gives the inner optimizer the dense
+gradient, so Adam's moments of pruned weights keep evolving and a regrown weight inherits them;
+``'masked'`` (jaxpruner, the lottery-ticket code) zeroes the gradient at pruned weights first.
+:func:`find_mask_state`, :func:`get_masks` and :func:`replace_masks` (optionally zeroing the
+moments of newly alive weights with :func:`reset_moments`) find the state inside any chain.
 """
 
 from __future__ import annotations
@@ -30,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan.sparse.distributions import layer_densities_for
-from jaxgan.sparse.masks import (
+from jaxgan.sparse._distributions import layer_densities_for
+from jaxgan.sparse._masks import (
   FilterFn,
   apply_masks,
   check_masks,
@@ -46,7 +39,7 @@ GRAD_MODES = ('dense', 'masked')
 
 
 class SparseState(NamedTuple):
-  """State of :func:`masked`.
+  """State of :func:`masked_optimizer`.
 
   Attributes:
     masks: the mask tree (bool arrays at masked leaves, ``None`` at dense
@@ -58,7 +51,7 @@ class SparseState(NamedTuple):
   inner: PyTree
 
 
-def masked(
+def masked_optimizer(
   inner: optax.GradientTransformation,
   init_masks: PyTree | Callable[[PyTree], PyTree],
   *,
@@ -85,14 +78,14 @@ def masked(
 
   def init_fn(params):
     masks = init_masks(params) if callable(init_masks) else init_masks
-    check_masks(params, masks, where='jaxgan.sparse.masked')
+    check_masks(params, masks, where='jaxgan.sparse.masked_optimizer')
     return SparseState(masks=masks, inner=inner.init(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(
-        'jaxgan.sparse.masked needs the params in update (tx.update(grads, state, params)) '
-        'to keep pruned weights at exactly zero.'
+        'jaxgan.sparse.masked_optimizer needs the params in update '
+        '(tx.update(grads, state, params)) to keep pruned weights at exactly zero.'
       )
     masks = state.masks
     grads = updates if grad_mode == 'dense' else apply_masks(updates, masks)
@@ -118,8 +111,8 @@ def find_mask_state(opt_state: PyTree) -> SparseState | None:
   found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_sparse_state) if _is_sparse_state(x)]
   if len(found) > 1:
     raise ValueError(
-      f'the optimizer state holds {len(found)} jaxgan.sparse.masked transformations; wrap the '
-      'whole chain once: masked(optax.chain(...), masks).'
+      f'the optimizer state holds {len(found)} jaxgan.sparse.masked_optimizer transformations; '
+      'wrap the whole chain once: masked_optimizer(optax.chain(...), masks).'
     )
   return found[0] if found else None
 
@@ -176,7 +169,7 @@ def replace_masks(
   if old is None:
     raise ValueError(
       'the optimizer state has no sparse masks; wrap the optimizer with '
-      'jaxgan.sparse.masked(tx, masks) before init.'
+      'jaxgan.sparse.masked_optimizer(tx, masks) before init.'
     )
   if jax.tree.structure(new_masks, is_leaf=is_none) != jax.tree.structure(
     old.masks, is_leaf=is_none
@@ -201,7 +194,7 @@ def mask_initializer(
   filter_fn: FilterFn | None = None,
   exclude: Sequence[str] = (),
 ) -> Callable[[PyTree], PyTree]:
-  """A ``params -> masks`` function for :func:`masked`: random masks.
+  """A ``params -> masks`` function for :func:`masked_optimizer`: random masks.
 
   Args:
     key: PRNG key of the masks.
@@ -210,7 +203,7 @@ def mask_initializer(
     sampling: ``'exact'`` counts (``round(d_l * N_l)``) or ``'bernoulli'``
       (the reference's per-weight coin flips).
     filter_fn, exclude: which leaves are maskable (see
-      :func:`jaxgan.sparse.maskable_tree`).
+      :func:`jaxgan.sparse.dense_masks`).
   """
   # Checks the arguments now, with a placeholder, rather than inside tx.init.
   if distribution not in ('erk', 'uniform'):
@@ -227,24 +220,6 @@ def mask_initializer(
     return random_masks(key, params, densities, sampling=sampling)
 
   return init
-
-
-def sparse_optimizer(
-  inner: optax.GradientTransformation,
-  key: jax.Array,
-  density: float,
-  *,
-  distribution: str = 'erk',
-  sampling: str = 'exact',
-  grad_mode: str = 'dense',
-  filter_fn: FilterFn | None = None,
-  exclude: Sequence[str] = (),
-) -> optax.GradientTransformationExtraArgs:
-  """``masked(inner, mask_initializer(key, density, ...), grad_mode=...)``."""
-  init = mask_initializer(
-    key, density, distribution=distribution, sampling=sampling, filter_fn=filter_fn, exclude=exclude
-  )
-  return masked(inner, init, grad_mode=grad_mode)
 
 
 def sparsify_player(player: Player) -> Player:
