@@ -90,7 +90,6 @@ def init_variables(
       as its second argument), else ``None``.
   """
   module = getattr(module_init, '__self__', None)
-  refuse_nnx(module, 'create_state')
   kwargs = {'train': False} if module is None or takes_train(module.__call__) else {}
   params_key, dropout_key = jax.random.split(key)
   args = (example_input,) if example_label is None else (example_input, example_label)
@@ -179,6 +178,8 @@ def create_state(
     g_input_shape: the shape of one input of G (default ``(latent_dim,)``), e.g.
       ``image_shape`` for an image-to-image G; ``latent_dim`` is then unused.
   """
+  refuse_nnx(g_module, 'create_state')
+  refuse_nnx(d_module, 'create_state')
   if g_input_shape is None and latent_dim <= 0:
     raise ValueError(f'latent_dim must be positive, got {latent_dim}.')
   if len(image_shape) not in (1, 3):
