@@ -492,17 +492,30 @@ def gradients(
   :func:`teaching_g_loss` towards ``x_tilde`` through the same forward.
 
   Args:
-    game: the GAN problem.
-    g_variables: ``{'params': ..., **model_state}`` of G.
-    d_variables: the same for D.
-    batch: ``{'image': [B, H, W, C]}`` (and ``'label'``, ``'latent'`` as in
+    game: the GAN problem (``d_input_transform``/``d_perturbation`` belong to
+      the adversarial phase and are not used).
+    g_variables: ``{'params': ..., **model_state}`` of G; ``d_variables``: D's.
+    batch: ``{'image': [B, H, W, C]}`` (``'label'``, ``'latent'`` as in
       :func:`jaxgan.onestage.gradients`).
     key: this iteration's key, split into latents, chain and regularizers.
-    langevin, teach_sigma, teach_reduction, langevin_stats,
-      use_d_regularizers, logit_penalty: as in :func:`coop_step`.
+    langevin: the chain's settings.
+    teach_sigma: sigma_g of the teaching loss; ``teach_reduction``: ``'sum'``
+      or ``'mean'`` over pixels (module docstring).
+    langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain
+      (``'batch'`` is refused for a batch-coupled D, found from D when
+      ``game.d_batch_coupled`` is ``None``).
+    use_d_regularizers: add ``game.d_regularizers`` (``x_tilde`` as fakes).
+    logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
+      in D's loss (0: off). The EBM loss ignores a constant offset of f, so
+      without it D's logits can drift from the adversarial scale (pitfall 5).
 
   Returns:
-    :class:`CoopGradients` ``(g_grads, d_grads, model_states, metrics)``.
+    :class:`CoopGradients` ``(g_grads, d_grads, model_states, metrics)``;
+    metrics ``coop/ebm_loss``, ``coop/teach_loss``, ``coop/d_reg``,
+    ``d_real``/``d_fake`` (mean logit on data / on ``x_tilde`` in D's loss
+    forward), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
+    under the chain's D) and ``coop/revision_dist`` (``mean_j ||x_tilde_j -
+    x_hat_j||_2``).
   """
   where = 'coopinit.gradients'
   opts = _Options(
@@ -582,48 +595,25 @@ def coop_step(
   ema_decay: float | None = None,
   axis_name: str | None = None,
 ) -> Step:
-  """Builds one cooperative-initialization iteration (CoopNets order).
+  """Builds one cooperative-initialization iteration (CoopNets order): :func:`gradients`, applied.
 
-  ``z``, ``x_hat = G(z)`` (G's one forward, which stores G's new model state);
-  ``x_tilde`` = Langevin from ``x_hat`` under D before its update; D steps on
-  :func:`ebm_d_loss` (its forward on real then ``x_tilde`` is the only one that
-  updates D's model state); G steps on :func:`teaching_g_loss` towards
-  ``x_tilde``, its gradient taken through the same forward as ``x_hat``. The
-  gradients are :func:`gradients`.
+  D's loss forward (real, then ``x_tilde``) is the only one that updates D's
+  model state; G's is that of its one forward.
 
   Args:
-    game: the GAN problem (``d_input_transform``/``d_perturbation`` are not
-      used in this phase).
-    g_tx: G's optimizer; ``d_tx``: D's (the same ones as the adversarial
-      phase).
-    langevin: the chain's settings.
-    teach_sigma: sigma_g of the teaching loss.
-    teach_reduction: ``'sum'`` or ``'mean'`` over pixels (module docstring).
-    langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain
-      (``'batch'`` is refused for a batch-coupled D, found from D on the first
-      call when ``game.d_batch_coupled`` is ``None``).
-    use_d_regularizers: add ``game.d_regularizers`` (with ``x_tilde`` as the
-      fakes) to D's loss.
-    logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
-      added to D's loss (0: off). The EBM loss ignores a constant offset of f,
-      so without it D's logits can drift away from the scale the adversarial
-      loss expects at the switch (pitfall 5).
+    game, langevin, teach_sigma, teach_reduction, langevin_stats,
+      use_d_regularizers, logit_penalty: as in :func:`gradients`.
+    g_tx: G's optimizer; ``d_tx``: D's (the adversarial phase's ones).
     n_dis: rows of ``batch['image']`` are ``n_dis * B`` (the adversarial
-      step's layout); the first ``B`` are the real batch here. With
-      ``batch['latent']`` (``n_dis * B`` rows per leaf) the first ``B``
-      latents replace ``game.sample_latents``.
+      step's layout); the first ``B`` (and the first ``B`` rows of
+      ``batch['latent']``) are this iteration's.
     ema_decay: EMA decay of G's params when the state keeps an EMA (``None``:
       :data:`jaxgan.steps.DEFAULT_EMA_DECAY`).
     axis_name: data axis for ``pmap``/``shard_map``: gradients, new model
       states and metrics are averaged over it.
 
   Returns:
-    ``step(state, batch) -> (state, metrics)``; metrics: ``coop/ebm_loss``,
-    ``coop/teach_loss``, ``coop/d_reg``, ``d_real``/``d_fake`` (mean logit on
-    data / on ``x_tilde`` in D's loss forward, named as in the adversarial
-    steps), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
-    under the chain's D, before the update) and ``coop/revision_dist``
-    (``mean_j ||x_tilde_j - x_hat_j||_2``).
+    ``step(state, batch) -> (state, metrics)``, the metrics of :func:`gradients`.
   """
   where = 'coop_step'
   opts = _Options(
@@ -634,41 +624,43 @@ def coop_step(
   if game.d_batch_coupled:
     _check_chain_coupling(game, langevin_stats, True, where)
 
-  def first_block(batch):
-    """The first ``B`` of the ``n_dis * B`` rows: the real batch of this iteration."""
-    block = {'image': split_dis_batches(batch['image'], n_dis, where=where)[0]}
-    latents = split_latents(batch, n_dis, where=where)
-    if latents is not None:
-      block['latent'] = jax.tree.map(lambda x: x[0], latents)
-    ys = split_labels(batch, game, n_dis, where=where)
-    if ys is not None:
-      block['label'] = ys[0]
-    return block
-
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    block, key = first_block(batch), step_key(state)
-    g_grads, d_grads, model_states, metrics = _coop_pass(
-      game, state.g.variables, state.d.variables, block, key, opts, where
-    )
-    d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
-      (d_grads, model_states['d'], g_grads, model_states['g'], metrics), axis_name
-    )
-    d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
-    g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-    new_state = state.replace(
-      step=state.step + 1,
-      g=g_player,
-      d=d_player,
-      ema_params=update_ema(state.ema_params, g_player, ema_decay),
-    )
-    return new_state, metrics
+    block = _first_block(game, batch, n_dis)
+    return _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block)
 
   def first_call(state, batch, concrete):
     first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
-    block = first_block(batch)
+    block = _first_block(game, batch, n_dis)
     _chain_coupling_checked(game, langevin_stats, state.d.variables, block, where)
 
   return checked_step(step, first_call)
+
+
+def _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block):
+  """The body of :func:`coop_step` on the iteration's ``B`` rows ``block``."""
+  g_vars, d_vars, key = state.g.variables, state.d.variables, step_key(state)
+  grads = _coop_pass(game, g_vars, d_vars, block, key, opts, 'coop_step')
+  g_grads, d_grads, model_states, metrics = grads
+  d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
+    (d_grads, model_states['d'], g_grads, model_states['g'], metrics), axis_name
+  )
+  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  ema = update_ema(state.ema_params, g_player, ema_decay)
+  return state.replace(step=state.step + 1, g=g_player, d=d_player, ema_params=ema), metrics
+
+
+def _first_block(game: Game, batch: dict, n_dis: int) -> dict:
+  """The first ``B`` of the ``n_dis * B`` rows of a batch: the real batch of an iteration."""
+  where = 'coop_step'
+  block = {'image': split_dis_batches(batch['image'], n_dis, where=where)[0]}
+  latents = split_latents(batch, n_dis, where=where)
+  if latents is not None:
+    block['latent'] = jax.tree.map(lambda x: x[0], latents)
+  ys = split_labels(batch, game, n_dis, where=where)
+  if ys is not None:
+    block['label'] = ys[0]
+  return block
 
 
 # ----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from jaxgan.losses import slope_vanishes
 from jaxgan.state import GANState
 from jaxgan.steps import (
   Step,
+  StepOptions,
   apply_gradients,
   augment_inputs,
   balance_triple,
@@ -390,39 +391,45 @@ def one_stage_step(
   """
   ema_decay = validate_common(1, ema_decay, weight_clip)
   check_label_regularizers(game, 'one_stage_step')
-  where = 'one_stage_step'
   # Refused modes raise here; only batch coupling, if undeclared, waits for the first call.
   resolved = {} if needs_coupling(game, mode) else {'mode': resolve_mode(game, mode)}
+  opts = StepOptions(1, ema_decay, axis_name, weight_clip, measure_balance)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    key = step_key(state, axis_name)
-    grads, aux = _one_stage_pass(
-      game, state.g.variables, state.d.variables, batch, key, resolved['mode'], where=where
-    )
-    g_grads, d_grads, model_states, metrics = grads
-    d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
-      (d_grads, g_grads, model_states['d'], model_states['g'], metrics), axis_name
-    )
-    d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=weight_clip)
-    g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-    new_state = state.replace(
-      step=state.step + 1,
-      g=g_player,
-      d=d_player,
-      ema_params=update_ema(state.ema_params, g_player, ema_decay),
-    )
-    if measure_balance:
-      z, fake, real, y_real, y_fake = aux
-      k_bal = jax.random.split(key, 5)[4]
-      triple = balance_triple(
-        game, new_state, z, real, k_bal, fake_pre=fake, real_label=y_real, fake_label=y_fake
-      )
-      metrics.update(cross_replica_mean(triple, axis_name))
-    return new_state, metrics
+    return _one_stage_iteration(game, g_tx, d_tx, opts, resolved['mode'], state, batch)
 
   def first_call(state, batch, concrete):
+    where = 'one_stage_step'
     first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
     if 'mode' not in resolved:
       resolved['mode'] = mode_for(game, mode, state.d.variables, batch)
 
   return checked_step(step, first_call)
+
+
+def _one_stage_iteration(game, g_tx, d_tx, opts, mode, state, batch):
+  """The body of :func:`one_stage_step` for a resolved ``mode``."""
+  key = step_key(state, opts.axis_name)
+  grads, aux = _one_stage_pass(
+    game, state.g.variables, state.d.variables, batch, key, mode, where='one_stage_step'
+  )
+  g_grads, d_grads, model_states, metrics = grads
+  d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
+    (d_grads, g_grads, model_states['d'], model_states['g'], metrics), opts.axis_name
+  )
+  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=opts.weight_clip)
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  new_state = state.replace(
+    step=state.step + 1,
+    g=g_player,
+    d=d_player,
+    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
+  )
+  if opts.measure_balance:
+    z, fake, real, y_real, y_fake = aux
+    k_bal = jax.random.split(key, 5)[4]
+    triple = balance_triple(
+      game, new_state, z, real, k_bal, fake_pre=fake, real_label=y_real, fake_label=y_fake
+    )
+    metrics.update(cross_replica_mean(triple, opts.axis_name))
+  return new_state, metrics

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -376,6 +376,16 @@ def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | No
   return DEFAULT_EMA_DECAY if ema_decay is None else ema_decay
 
 
+class StepOptions(NamedTuple):
+  """The options a step builder fixes (checked by :func:`validate_common`)."""
+
+  n_dis: int
+  ema_decay: float
+  axis_name: str | None
+  weight_clip: float | None
+  measure_balance: bool
+
+
 def split_variables(variables: dict) -> tuple[PyTree, dict]:
   """``{'params': p, **model_state}`` -> ``(p, model_state)``, with a clear error."""
   if not isinstance(variables, dict) or 'params' not in variables:
@@ -593,62 +603,70 @@ def two_stage_step(
   """
   ema_decay = validate_common(n_dis, ema_decay, weight_clip)
   check_label_regularizers(game, 'two_stage_step')
-  where = 'two_stage_step'
-
-  def d_update(d_player, g_vars, real, key, z, y_real):
-    k_z, k_loss = jax.random.split(key)
-    if z is None:
-      z = game.sample_latents(k_z, real.shape[0])
-    y_fake = fake_labels(game, k_z, real.shape[0])
-    fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y_fake))
-    checks.check_fake_shape(fake, real, where=where)
-    fake = jax.lax.stop_gradient(fake)
-    grads, new_ms, m = d_gradients(
-      game, d_player.variables, real, fake, k_loss, real_label=y_real, fake_label=y_fake
-    )
-    grads, new_ms, m = cross_replica_mean((grads, new_ms, m), axis_name)
-    return apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=weight_clip), m
+  opts = StepOptions(n_dis, ema_decay, axis_name, weight_clip, measure_balance)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    reals = split_dis_batches(batch['image'], n_dis, where=where)
-    latents = split_latents(batch, n_dis, where=where)
-    ys = split_labels(batch, game, n_dis, where=where)
-    key = step_key(state, axis_name)
-    k_d, k_z, k_g, k_bal = jax.random.split(key, 4)
-    g_vars = jax.lax.stop_gradient(state.g.variables)
-    # A Python loop, not lax.scan: XLA on CPU runs convolutions inside a while
-    # loop far slower (the DCGAN-28 step took 100 s instead of 2 s here), and n_dis is small.
-    d_player = state.d
-    for i, (real, k) in enumerate(zip(reals, jax.random.split(k_d, n_dis))):
-      z_i = None if latents is None else jax.tree.map(lambda x, i=i: x[i], latents)
-      d_player, d_metrics = d_update(d_player, g_vars, real, k, z_i, None if ys is None else ys[i])
-
-    if latents is None:
-      z = game.sample_latents(k_z, reals.shape[1])
-    else:  # the last D batch's latents (n_dis = 1: D and G see the same z, as in CUT)
-      z = jax.tree.map(lambda x: x[-1], latents)
-    y_g = fake_labels(game, k_z, reals.shape[1])
-    d_vars = jax.lax.stop_gradient(d_player.variables)
-    grads, g_ms, g_metrics = g_gradients(game, state.g.variables, d_vars, z, k_g, label=y_g)
-    grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), axis_name)
-    g_player = apply_gradients(state.g, g_tx, grads, g_ms)
-    df = g_metrics.pop('df')
-    new_state = state.replace(
-      step=state.step + 1,
-      g=g_player,
-      d=d_player,
-      ema_params=update_ema(state.ema_params, g_player, ema_decay),
-    )
-    metrics = {**d_metrics, **g_metrics}
-    if measure_balance:
-      y_last = None if ys is None else ys[-1]
-      triple = balance_triple(
-        game, new_state, z, reals[-1], k_bal, df=df, real_label=y_last, fake_label=y_g
-      )
-      metrics.update(cross_replica_mean(triple, axis_name))
-    return new_state, metrics
+    return _two_stage_iteration(game, g_tx, d_tx, opts, state, batch)
 
   def first_call(state, batch, concrete):
-    first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
+    first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where='two_stage_step')
 
   return checked_step(step, first_call)
+
+
+def _two_stage_d_update(game, d_tx, opts, d_player, g_vars, real, key, z, y_real):
+  """One D update of the two-stage step on one real batch, with fresh fakes."""
+  k_z, k_loss = jax.random.split(key)
+  if z is None:
+    z = game.sample_latents(k_z, real.shape[0])
+  y_fake = fake_labels(game, k_z, real.shape[0])
+  fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y_fake))
+  checks.check_fake_shape(fake, real, where='two_stage_step')
+  fake = jax.lax.stop_gradient(fake)
+  grads, new_ms, m = d_gradients(
+    game, d_player.variables, real, fake, k_loss, real_label=y_real, fake_label=y_fake
+  )
+  grads, new_ms, m = cross_replica_mean((grads, new_ms, m), opts.axis_name)
+  return apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=opts.weight_clip), m
+
+
+def _two_stage_iteration(game, g_tx, d_tx, opts, state, batch):
+  """The body of :func:`two_stage_step`: ``n_dis`` D updates, then G's."""
+  where, n_dis = 'two_stage_step', opts.n_dis
+  reals = split_dis_batches(batch['image'], n_dis, where=where)
+  latents = split_latents(batch, n_dis, where=where)
+  ys = split_labels(batch, game, n_dis, where=where)
+  k_d, k_z, k_g, k_bal = jax.random.split(step_key(state, opts.axis_name), 4)
+  g_vars = jax.lax.stop_gradient(state.g.variables)
+  # A Python loop, not lax.scan: XLA on CPU runs convolutions inside a while
+  # loop far slower (the DCGAN-28 step took 100 s instead of 2 s here), and n_dis is small.
+  d_player = state.d
+  for i, (real, k) in enumerate(zip(reals, jax.random.split(k_d, n_dis))):
+    z_i = None if latents is None else jax.tree.map(lambda x, i=i: x[i], latents)
+    y_i = None if ys is None else ys[i]
+    d_player, d_metrics = _two_stage_d_update(game, d_tx, opts, d_player, g_vars, real, k, z_i, y_i)
+
+  if latents is None:
+    z = game.sample_latents(k_z, reals.shape[1])
+  else:  # the last D batch's latents (n_dis = 1: D and G see the same z, as in CUT)
+    z = jax.tree.map(lambda x: x[-1], latents)
+  y_g = fake_labels(game, k_z, reals.shape[1])
+  d_vars = jax.lax.stop_gradient(d_player.variables)
+  grads, g_ms, g_metrics = g_gradients(game, state.g.variables, d_vars, z, k_g, label=y_g)
+  grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), opts.axis_name)
+  g_player = apply_gradients(state.g, g_tx, grads, g_ms)
+  df = g_metrics.pop('df')
+  new_state = state.replace(
+    step=state.step + 1,
+    g=g_player,
+    d=d_player,
+    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
+  )
+  metrics = {**d_metrics, **g_metrics}
+  if opts.measure_balance:
+    y_last = None if ys is None else ys[-1]
+    triple = balance_triple(
+      game, new_state, z, reals[-1], k_bal, df=df, real_label=y_last, fake_label=y_g
+    )
+    metrics.update(cross_replica_mean(triple, opts.axis_name))
+  return new_state, metrics
