@@ -46,7 +46,13 @@ from jaxgan.losses import GANLoss, get_loss
 from jaxgan.nnx_adapter import from_nnx, to_nnx
 from jaxgan.onestage import one_stage_step
 from jaxgan.state import GANState, Player, create_state, create_state_from_variables
-from jaxgan.steps import DEFAULT_EMA_DECAY, d_gradients, g_gradients, two_stage_step
+from jaxgan.steps import (
+  DEFAULT_EMA_DECAY,
+  GANGradients,
+  d_gradients,
+  g_gradients,
+  two_stage_step,
+)
 
 # Submodules loaded on first access (``jaxgan.models`` etc.).
 _LAZY = (
@@ -72,6 +78,7 @@ _LAZY = (
 __all__ = [
   'DATConfig',
   'DEFAULT_EMA_DECAY',
+  'GANGradients',
   'GANLoss',
   'GANState',
   'Game',

@@ -98,6 +98,7 @@ from jaxgan import checks
 from jaxgan.game import Game, check_label_regularizers, label_kwargs
 from jaxgan.state import GANState
 from jaxgan.steps import (
+  GANGradients,
   Step,
   apply_gradients,
   checked_step,
@@ -453,23 +454,6 @@ def ebm_gradients(
   return grads, new_ms, metrics
 
 
-class CoopGradients(NamedTuple):
-  """What :func:`gradients` returns (a 4-tuple: unpack it as one).
-
-  Attributes:
-    g_grads: G's teaching gradient, shaped like G's params.
-    d_grads: D's EBM gradient, shaped like D's params.
-    model_states: ``{'g': ..., 'd': ...}`` after G's forward and D's loss
-      forward.
-    metrics: flat dict of scalars (see :func:`coop_step`).
-  """
-
-  g_grads: PyTree
-  d_grads: PyTree
-  model_states: dict
-  metrics: dict
-
-
 def gradients(
   game: Game,
   g_variables: dict,
@@ -483,7 +467,7 @@ def gradients(
   langevin_stats: str = 'eval',
   use_d_regularizers: bool = False,
   logit_penalty: float = 0.0,
-) -> CoopGradients:
+) -> GANGradients:
   """One cooperative iteration's gradients: D's EBM gradient and G's teaching gradient.
 
   ``z``, ``x_hat = G(z)`` (one forward, kept for G's gradient); ``x_tilde`` =
@@ -510,7 +494,7 @@ def gradients(
       without it D's logits can drift from the adversarial scale (pitfall 5).
 
   Returns:
-    :class:`CoopGradients` ``(g_grads, d_grads, model_states, metrics)``;
+    :class:`jaxgan.steps.GANGradients` ``(g_grads, d_grads, model_states, metrics)``;
     metrics ``coop/ebm_loss``, ``coop/teach_loss``, ``coop/d_reg``,
     ``d_real``/``d_fake`` (mean logit on data / on ``x_tilde`` in D's loss
     forward), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
@@ -577,7 +561,7 @@ def _coop_pass(game, g_variables, d_variables, batch, key, opts: _Options, where
     'coop/revision_dist': jnp.mean(dist),
   }
   model_states = {'g': merge_model_state(g_ms, g_new_ms), 'd': d_ms}
-  return CoopGradients(g_grads, d_grads, model_states, metrics)
+  return GANGradients(g_grads, d_grads, model_states, metrics)
 
 
 def coop_step(

@@ -35,7 +35,7 @@ on a DAT-trained toy D.)
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,7 @@ from jaxgan.game import Game, check_label_regularizers, label_kwargs
 from jaxgan.losses import slope_vanishes
 from jaxgan.state import GANState
 from jaxgan.steps import (
+  GANGradients,
   Step,
   StepOptions,
   apply_gradients,
@@ -170,23 +171,6 @@ def mode_for(game: Game, mode: str, d_variables: dict, batch: dict) -> str:
   return resolve_mode(game, mode, checks.d_batch_coupled(game, d_variables, real, label))
 
 
-class OneStageGradients(NamedTuple):
-  """What :func:`gradients` returns (a 4-tuple: unpack it as one).
-
-  Attributes:
-    g_grads: G's gradient, shaped like G's params.
-    d_grads: D's gradient, shaped like D's params.
-    model_states: ``{'g': ..., 'd': ...}``, each player's collections after
-      this pass (``{}`` when it has none).
-    metrics: flat dict of scalars (see :func:`one_stage_step`).
-  """
-
-  g_grads: PyTree
-  d_grads: PyTree
-  model_states: dict
-  metrics: dict
-
-
 def gradients(
   game: Game,
   g_variables: dict,
@@ -194,7 +178,7 @@ def gradients(
   batch: dict,
   key: Array,
   mode: str = 'auto',
-) -> OneStageGradients:
+) -> GANGradients:
   """Both players' one-stage gradients from one G forward, one D forward and one backward.
 
   This is what :func:`one_stage_step` applies; call it from your own train
@@ -216,7 +200,7 @@ def gradients(
       first use when ``game.d_batch_coupled`` is ``None``.
 
   Returns:
-    :class:`OneStageGradients` ``(g_grads, d_grads, model_states, metrics)``.
+    :class:`jaxgan.steps.GANGradients` ``(g_grads, d_grads, model_states, metrics)``.
     Under ``pmap``/``shard_map`` average them over the data axis yourself.
   """
   where = 'onestage.gradients'
@@ -346,7 +330,7 @@ def _one_stage_pass(game, g_variables, d_variables, batch, key, mode, *, where):
     'onestage/gamma_dropped': dropped,
   }
   model_states = {'g': merge_model_state(g_ms, g_new_ms), 'd': d_new_ms}
-  out = OneStageGradients(g_grads, d_grads, model_states, metrics)
+  out = GANGradients(g_grads, d_grads, model_states, metrics)
   return out, (z, fake, real, y_real, y_fake)
 
 

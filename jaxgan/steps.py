@@ -376,6 +376,23 @@ def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | No
   return DEFAULT_EMA_DECAY if ema_decay is None else ema_decay
 
 
+class GANGradients(NamedTuple):
+  """Both players' gradients from one iteration (a 4-tuple: unpack it as one).
+
+  Attributes:
+    g_grads: G's gradient, shaped like G's params.
+    d_grads: D's gradient, shaped like D's params.
+    model_states: ``{'g': ..., 'd': ...}``, each player's collections after
+      the iteration's forwards (``{}`` when it has none).
+    metrics: flat dict of scalars.
+  """
+
+  g_grads: PyTree
+  d_grads: PyTree
+  model_states: dict
+  metrics: dict
+
+
 class StepOptions(NamedTuple):
   """The options a step builder fixes (checked by :func:`validate_common`)."""
 

@@ -22,29 +22,9 @@ from jaxgan.game import Game, gaussian_latents, make_apply
 from jaxgan.state import create_state
 from jaxgan.steps import two_stage_step
 
-B, NZ, SHAPE = 8, 3, (2, 2, 1)
-
-
-class UserG(nn.Module):
-  @nn.compact
-  def __call__(self, z, train: bool):
-    return jnp.tanh(nn.Dense(4)(jnp.tanh(nn.Dense(5)(z)))).reshape(-1, *SHAPE)
-
-
-class UserBatchNormD(nn.Module):
-  """BatchNorm in train mode, as a user writes it: no jaxgan flag anywhere."""
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    h = nn.Dense(6)(x.reshape(x.shape[0], -1))
-    h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-    return nn.Dense(1)(jnp.tanh(h))[:, 0]
-
-
-class UserD(nn.Module):
-  @nn.compact
-  def __call__(self, x, train: bool):
-    return nn.Dense(1)(jnp.tanh(nn.Dense(6)(x.reshape(x.shape[0], -1))))[:, 0]
+B, NZ, SHAPE = 8, tm.LATENT_DIM, tm.IMAGE_SHAPE
+# tm.TinyG and tm.TinyBND are plain Linen modules: D's BatchNorm is declared nowhere.
+UserG, UserD, UserBatchNormD = tm.TinyG, tm.TinyD, tm.TinyBND
 
 
 class PlainG(nn.Module):
