@@ -8,7 +8,9 @@ variables are plain nested dicts of arrays keyed by the model's attribute path,
 so optax, the sparse masks, :class:`jaxgan.state.GANState`, the EMA and
 checkpoints treat them exactly like a Linen model's. Build the state with
 :func:`jaxgan.state.create_state_from_variables`; get a module back, e.g. G with
-its EMA params, with :func:`to_nnx`.
+its EMA params, with :func:`to_nnx`. To keep the model and an
+``nnx.Optimizer`` instead, read ``apply.variables_of(model)`` for the gradient
+functions and hand their results back as ``apply.state(...)`` (an ``nnx.State``).
 
 A call ``nnx.merge``-es the graph definition with the variables, sets the mode
 (``train=True``: ``model.train()``, dropout on and batch statistics used and
@@ -82,6 +84,8 @@ class NNXApply:
       )
     self._slots = tuple((_collection(type(v)), tuple(path)) for path, v in flat)
     self._key_impls = tuple(jax.random.key_impl(x) if _is_key(x) else None for x in leaves)
+    # Each variable's type and metadata (RNG stream tags...), without its array.
+    self._templates = tuple(v.replace(jnp.zeros(())) for _, v in flat)
     self._with_train = takes_train(model.__call__)
     self._name = type(model).__name__
 
@@ -94,19 +98,35 @@ class NNXApply:
       node[path[-1]] = jax.random.key_data(leaf) if _is_key(leaf) else leaf
     return variables
 
+  def _value(self, variables: dict, slot: int) -> Any:
+    (collection, path), impl = self._slots[slot], self._key_impls[slot]
+    if collection not in variables:
+      raise ValueError(
+        f'{self._name}: the variables have no {collection!r} collection (got '
+        f'{sorted(variables)}); pass the model state from_nnx returned along with the params.'
+      )
+    node = variables[collection]
+    for part in path:
+      node = node[part]
+    return node if impl is None else jax.random.wrap_key_data(node, impl=impl)
+
   def _leaves(self, variables: dict) -> list:
-    leaves = []
-    for (collection, path), impl in zip(self._slots, self._key_impls):
-      if collection not in variables:
-        raise ValueError(
-          f'{self._name}: the variables have no {collection!r} collection (got '
-          f'{sorted(variables)}); pass the model state from_nnx returned along with the params.'
-        )
-      node = variables[collection]
-      for part in path:
-        node = node[part]
-      leaves.append(node if impl is None else jax.random.wrap_key_data(node, impl=impl))
-    return leaves
+    return [self._value(variables, i) for i in range(len(self._slots))]
+
+  def state(self, variables: dict) -> nnx.State:
+    """Some collections of variables as an ``nnx.State`` of the model's variable types.
+
+    For a model updated in place: ``nnx.Optimizer.update(model, apply.state({'params':
+    grads}))`` applies gradients of :mod:`jaxgan`'s gradient functions, and
+    ``nnx.update(model, apply.state(new_model_state))`` stores BatchNorm statistics
+    and RNG counters.
+    """
+    items = [
+      (path, self._templates[i].replace(self._value(variables, i)))
+      for i, (collection, path) in enumerate(self._slots)
+      if collection in variables
+    ]
+    return nnx.from_flat_state(items)
 
   def variables_of(self, model: nnx.Module) -> dict:
     """The variables of ``model`` (a module with this graph), e.g. after editing it eagerly."""

@@ -152,6 +152,34 @@ def test_steps_with_dat_diffaugment_and_a_sparse_nnx_g():
   assert isinstance(g, NNXG) and g(jnp.ones((2, NZ))).shape == (2, *SHAPE)
 
 
+def test_nnx_optimizer_loop_equals_the_step():
+  """A user keeping their NNX models and nnx.Optimizers, with onestage.gradients."""
+  g_model, d_model = NNXG(nnx.Rngs(0)), NNXD(nnx.Rngs(1), bn=True)
+  g_tx, d_tx = optax.adam(1e-2), optax.adam(1e-3)
+  g_apply, d_apply, state = nnx_state(g_tx, d_tx, d_model)
+  game = Game(g_apply, d_apply, losses.get_loss('ns'), gaussian_latents(NZ))
+  g_opt = nnx.Optimizer(g_model, g_tx, wrt=nnx.Param)
+  d_opt = nnx.Optimizer(d_model, d_tx, wrt=nnx.Param)
+
+  @nnx.jit
+  def own_step(g_model, d_model, g_opt, d_opt, batch, key):
+    g_vars, d_vars = g_apply.variables_of(g_model), d_apply.variables_of(d_model)
+    g_grads, d_grads, states, metrics = onestage.gradients(game, g_vars, d_vars, batch, key)
+    g_opt.update(g_model, g_apply.state({'params': g_grads}))
+    d_opt.update(d_model, d_apply.state({'params': d_grads}))
+    nnx.update(d_model, d_apply.state(states['d']))  # BatchNorm statistics
+    return metrics
+
+  step = jax.jit(onestage.one_stage_step(game, g_tx, d_tx))
+  for t in range(2):
+    batch = {'image': real_batch(t, jnp.float32)}
+    own = own_step(g_model, d_model, g_opt, d_opt, batch, jax.random.fold_in(state.rng, t))
+    state, lib = step(state, batch)
+    chex.assert_trees_all_close(own, lib, rtol=1e-6)
+  chex.assert_trees_all_close(g_apply.variables_of(g_model)['params'], state.g.params, rtol=1e-5)
+  chex.assert_trees_all_close(d_apply.variables_of(d_model), state.d.variables, rtol=1e-5)
+
+
 def test_dropout_streams_advance_with_the_model_state():
   d_apply, d_vars = nnx_adapter.from_nnx(NNXD(nnx.Rngs(1, dropout=2), dropout=0.5))
   assert set(d_vars) == {'params', 'rngs'} and d_vars['rngs']['drop']['rngs']['key'].shape == (2,)
