@@ -385,7 +385,7 @@ class _Options(NamedTuple):
       check_label_regularizers(game.replace(g_regularizers=()), where)
 
 
-def _check_chain_coupling(game: Game, langevin_stats: str, coupled: bool, where: str) -> None:
+def _check_chain_coupling(langevin_stats: str, coupled: bool, where: str) -> None:
   if langevin_stats == 'batch' and coupled:
     raise ValueError(
       f"{where}: langevin_stats='batch' with a batch-coupled D (BatchNorm in train mode, "
@@ -401,7 +401,7 @@ def _chain_coupling_checked(game, langevin_stats, d_variables, batch, where) -> 
     return
   label = batch.get('label') if game.conditional else None
   coupled = checks.d_batch_coupled(game, d_variables, batch['image'], label)
-  _check_chain_coupling(game, langevin_stats, coupled, where)
+  _check_chain_coupling(langevin_stats, coupled, where)
 
 
 def ebm_gradients(
@@ -606,7 +606,7 @@ def coop_step(
   opts.check(game, where)
   ema_decay = validate_common(n_dis, ema_decay, None)
   if game.d_batch_coupled:
-    _check_chain_coupling(game, langevin_stats, True, where)
+    _check_chain_coupling(langevin_stats, True, where)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     block = _first_block(game, batch, n_dis)

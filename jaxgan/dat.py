@@ -94,6 +94,7 @@ import jax.numpy as jnp
 
 from jaxgan.game import ApplyFn, DPerturbation
 from jaxgan.losses import GANLoss
+from jaxgan.state import split_variables
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -520,12 +521,7 @@ def dat_d_gradients(
     ``(grads, new_model_state, metrics)``: grads shaped like D's params, D's
     collections after the adversarial forwards, and ``{'d_loss': value}``.
   """
-  if not isinstance(d_variables, dict) or 'params' not in d_variables:
-    raise ValueError(
-      "dat_d_gradients: d_variables must be {'params': ..., **model_state}, got "
-      f'{sorted(d_variables) if isinstance(d_variables, dict) else type(d_variables).__name__}.'
-    )
-  model_state = {k: v for k, v in d_variables.items() if k != 'params'}
+  params, model_state = split_variables(d_variables)
 
   def loss_fn(params):
     return dat_d_loss(
@@ -541,5 +537,5 @@ def dat_d_gradients(
       fake_label=fake_label,
     )
 
-  (value, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_variables['params'])
+  (value, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   return grads, new_state, {'d_loss': value}

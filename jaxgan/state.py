@@ -63,16 +63,24 @@ class GANState:
   extra: dict
 
 
+def split_variables(variables: dict) -> tuple[PyTree, dict]:
+  """``{'params': p, **model_state}`` -> ``(p, model_state)``, with a clear error."""
+  if not isinstance(variables, dict) or 'params' not in variables:
+    got = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
+    raise ValueError(
+      f"variables must be a dict {{'params': ..., **model_state}}, got {got}; e.g. "
+      "{'params': train_state.params} or {'params': ..., 'batch_stats': ...}."
+    )
+  return variables['params'], {k: v for k, v in variables.items() if k != 'params'}
+
+
 def player_from_variables(variables: dict, tx: optax.GradientTransformation) -> Player:
   """A :class:`Player` from ``{'params': ..., **model_state}`` and its optimizer.
 
   AdvAug's ``'perturbations'`` collection (an input, not state) is dropped.
   """
-  if not isinstance(variables, dict) or 'params' not in variables:
-    got = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
-    raise ValueError(f"variables must be a dict {{'params': ..., **model_state}}, got {got}.")
-  model_state = {k: v for k, v in variables.items() if k not in ('params', 'perturbations')}
-  params = variables['params']
+  params, model_state = split_variables(variables)
+  model_state.pop('perturbations', None)
   return Player(params=params, model_state=model_state, opt_state=tx.init(params))
 
 

@@ -47,7 +47,7 @@ import optax
 from jaxgan import checks, sparse
 from jaxgan.checks import check_image_batch
 from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
-from jaxgan.state import GANState, Player
+from jaxgan.state import GANState, Player, split_variables
 
 Array = jax.Array
 PyTree = Any
@@ -401,17 +401,6 @@ class StepOptions(NamedTuple):
   axis_name: str | None
   weight_clip: float | None
   measure_balance: bool
-
-
-def split_variables(variables: dict) -> tuple[PyTree, dict]:
-  """``{'params': p, **model_state}`` -> ``(p, model_state)``, with a clear error."""
-  if not isinstance(variables, dict) or 'params' not in variables:
-    got = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
-    raise ValueError(
-      f"variables must be a dict {{'params': ..., **model_state}}, got {got}; e.g. "
-      "{'params': train_state.params} or {'params': ..., 'batch_stats': ...}."
-    )
-  return variables['params'], {k: v for k, v in variables.items() if k != 'params'}
 
 
 def first_call_checks(
