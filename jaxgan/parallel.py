@@ -33,7 +33,7 @@ def initialize_distributed(
   With no arguments, the environment variables ``JAXGAN_COORDINATOR_ADDRESS``,
   ``JAXGAN_NUM_PROCESSES`` and ``JAXGAN_PROCESS_ID`` are used when set (e.g. a
   local multi-process run); otherwise JAX reads the cluster environment
-  (SLURM, TPU pods, ...). On CPU hosts the gloo collectives are selected so
+  (SLURM, TPU pods, ...; docs/CLUSTER.md). On CPU hosts the gloo collectives are selected so
   cross-process reductions work.
   """
   if os.environ.get('JAX_PLATFORMS', '') == 'cpu' or not os.environ.get('JAX_PLATFORMS'):
@@ -77,7 +77,14 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
-  """Places ``tree`` (e.g. a ``GANState``) replicated on every device of ``mesh``."""
+  """Places ``tree`` (e.g. a ``GANState``) replicated on every device of ``mesh``.
+
+  With several processes every one passes the same values, which go through
+  host memory: a state restored from a checkpoint sits on one local device,
+  and JAX does not copy device to device across hosts.
+  """
+  if jax.process_count() > 1:
+    tree = jax.device_get(tree)
   return jax.device_put(tree, replicated(mesh))
 
 

@@ -72,6 +72,20 @@ def test_mnist5k_is_an_array_record_tfds_dataset_in_the_default_cache(home_cache
   assert [p.name for p in home_cache.data_dir.iterdir()] == ['mnist5k']
 
 
+def test_preparing_the_offline_datasets_claims_no_download(tmp_path, capfd, caplog):
+  caplog.set_level('INFO', logger='jaxgan.data.tfds_source')
+  tfds.display_progress_bar(True)
+  data.prepare('mnist5k', tmp_path)
+  data.prepare('digits8x8', tmp_path)
+  data.load_arrays('stacked_mnist', 'test', data_dir=tmp_path, count=10)
+  out, err = capfd.readouterr()
+  assert 'download' not in (out + err).lower(), out + err
+  assert 'Generating' not in err and 'Shuffling' not in err  # tfds' progress bars
+  assert tfds.core.utils.tqdm_utils._active  # the user's setting is back
+  assert caplog.text.count('(nothing is downloaded)') == 2
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['digits8x8', 'mnist5k']
+
+
 def test_offline_names_are_not_tfds_registered_names(tmp_path):
   # A registered tfds builder would shadow the files jaxgan writes under the same name.
   for name in ('mnist5k', 'digits8x8', 'stacked_mnist', 'jaxgan_race_test', 'tiny'):

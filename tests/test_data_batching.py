@@ -164,6 +164,32 @@ def test_set_state_rejects_a_foreign_position():
     data.Batches({'image': np.zeros((5, 2)), 'label': np.zeros(4)}, 2, seed=0)
 
 
+def test_the_benchmarks_grain_pipeline_keeps_the_batches_guarantees():
+  """experiments/bench_input.py compares with a grain pipeline that does the same job."""
+  pytest.importorskip('grain')
+  from experiments.bench_input import GrainBatches, NumpyOrderGrain
+
+  arrays = _toy(n=40)
+  glob = _take(GrainBatches(arrays, 8, seed=0, num_threads=0), 12)
+  ids = np.concatenate([b['id'] for b in glob])
+  for e in range(2):  # every epoch visits every example once
+    np.testing.assert_array_equal(np.sort(ids[40 * e : 40 * (e + 1)]), np.arange(40))
+  shards = [GrainBatches(arrays, 8, seed=0, process_index=p, process_count=2) for p in range(2)]
+  for step in range(12):
+    np.testing.assert_array_equal(
+      np.concatenate([s.next()['id'] for s in shards]), glob[step]['id']
+    )
+  resumed = GrainBatches(arrays, 8, seed=0)
+  resumed.set_state(json.loads(json.dumps(shards[0].get_state())))
+  assert resumed.get_state() == {'next_index': 12}
+  np.testing.assert_array_equal(
+    resumed.next()['id'], GrainBatches(arrays, 8, seed=0).dataset[12]['id']
+  )
+  _assert_same(
+    _take(NumpyOrderGrain(arrays, 8, seed=3), 9), _take(data.Batches(arrays, 8, seed=3), 9)
+  )
+
+
 # ----------------------------------------------------------------------------- subset
 
 

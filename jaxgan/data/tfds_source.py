@@ -16,6 +16,10 @@ Where data lives: ``data_dir`` is a tfds data directory (it holds
 For datasets prepared by tfds itself, the tfds default directory
 (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``) is searched as well.
 
+Messages: while writing, tfds' lines about downloading and its progress bars
+are turned off (nothing is downloaded); one INFO log line says what is being
+prepared where.
+
 Concurrency: a dataset is built in a fresh temporary directory inside
 ``data_dir`` and moved into place with one ``os.rename``, so readers never see a
 half-written dataset, two processes preparing at once both end with the same
@@ -25,6 +29,8 @@ no-op.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = 'JAXGAN_DATA_DIR'
 READABLE_FORMATS = ('array_record', 'parquet')
@@ -60,6 +68,17 @@ def _tfds():
   import tensorflow_datasets as tfds
 
   return tfds
+
+
+@contextlib.contextmanager
+def _no_progress_bars(tfds):
+  """tfds' progress bars off (they name temporary files), then as they were."""
+  was_on = getattr(tfds.core.utils.tqdm_utils, '_active', True)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(was_on)
 
 
 def _is_complete(version_dir: Path) -> bool:
@@ -103,6 +122,9 @@ def _arrays_builder(
     for i in range(len(images)):
       yield i, {'image': images[i], 'label': int(labels[i])}
 
+  def _quiet(self):
+    """Replaces tfds' "Downloading and preparing" / "downloaded" lines: nothing is downloaded."""
+
   namespace = {
     'name': name,
     'VERSION': tfds.core.Version(version),
@@ -110,6 +132,8 @@ def _arrays_builder(
     '_info': _info,
     '_split_generators': _split_generators,
     '_generate_examples': _generate_examples,
+    '_log_download_bytes': _quiet,
+    '_log_download_done': _quiet,
     '__module__': __name__,
     # No checksums file: without this, tfds looks for one next to the code and, for a
     # class in an installed package, imports the optional importlib_resources.
@@ -167,6 +191,7 @@ def write_arrays_dataset(
   if _is_complete(final):
     return final
   root.mkdir(parents=True, exist_ok=True)
+  log.info('preparing the local dataset %s %s in %s (nothing is downloaded)', name, version, root)
   tmp = Path(tempfile.mkdtemp(prefix=f'.{name}-{version}-incomplete-', dir=root))
   try:
     splits = make_splits()
@@ -176,10 +201,11 @@ def write_arrays_dataset(
       name, version, splits, num_classes=num_classes, description=description
     )
     builder = builder_cls(data_dir=str(tmp), file_format='array_record')
-    builder.download_and_prepare(
-      file_format='array_record',
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-    )
+    with _no_progress_bars(tfds):
+      builder.download_and_prepare(
+        file_format='array_record',
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+      )
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
       os.rename(tmp / name / version, final)
