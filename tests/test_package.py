@@ -1,4 +1,4 @@
-"""The package surface: ``import jaxgan`` needs only the core dependencies; one version."""
+"""The package surface: ``import jaxgan`` loads only the core dependencies; one version."""
 
 from __future__ import annotations
 
@@ -8,22 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_packaging import EXTRA_MODULES
+
 import jaxgan
 from jaxgan import _version
 
 ROOT = Path(__file__).resolve().parents[1]
-# Optional dependencies (the program's extras): importing jaxgan must not load them.
-OPTIONAL = (
-  'tensorflow_datasets',
-  'tensorflow',
-  'orbax',
-  'matplotlib',
-  'sklearn',
-  'mlxtend',
-  'tensorboardX',
-  'ml_collections',
-  'torch',
-)
 
 
 def test_import_jaxgan_loads_only_the_core_dependencies():
@@ -34,7 +24,8 @@ def test_import_jaxgan_loads_only_the_core_dependencies():
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
   assert {'jax', 'flax', 'optax', 'numpy', 'jaxgan'} <= loaded
-  assert not loaded & set(OPTIONAL), f'import jaxgan loaded {sorted(loaded & set(OPTIONAL))}'
+  extras = loaded & set(EXTRA_MODULES)
+  assert not extras, f'import jaxgan loaded the optional {sorted(extras)}'
 
 
 def test_one_version_and_typed():
