@@ -59,7 +59,10 @@ CoopInit code, all are tunables):
   f(x_tilde)^2)`` are not added to the EBM loss unless asked (pitfall 5: the
   EBM loss is linear in f, unbounded and blind to a constant offset of f;
   watch ``d_real``/``d_fake`` around the switch).
-* ``coop_step(ema_decay=None)``: EMA of G during the cooperative phase (off).
+* ``coop_step(ema_decay=None)``: a state that keeps an EMA of G has it updated
+  in the cooperative phase too, with :data:`jaxgan.steps.DEFAULT_EMA_DECAY`
+  when no decay is given (the adversarial steps' rule); ``make_phased_step``
+  restarts it at the switch by default.
 * ``make_phased_step(t_init, reset_moments=False, reset_ema=True)``: the
   switch iteration (notes: about 1-5% of all G iterations), whether the
   optimizer states are re-initialized at the switch (``reset_opt_state_at_switch``
@@ -71,7 +74,9 @@ CoopInit code, all are tunables):
 The cooperative phase uses D on raw images: ``game.d_input_transform``
 (DiffAugment) and ``game.d_perturbation`` (DAT) belong to the adversarial phase.
 Sparse masks and any other optimizer-side state act in both phases, because the
-same ``g_tx``/``d_tx`` are used. In a class-conditional game the fakes' uniform
+same ``g_tx``/``d_tx`` are used. :func:`gradients` (with :func:`ebm_gradients`)
+gives one iteration's gradients without a ``GANState``; :func:`coop_step`
+applies them. In a class-conditional game the fakes' uniform
 labels (:func:`jaxgan.steps.fake_labels`) condition G, the Langevin chain's
 energy and D on ``x_tilde``; ``batch['label']`` conditions D on the data.
 """
@@ -82,32 +87,39 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import checks
 from jaxgan.game import Game, check_label_regularizers, label_kwargs
 from jaxgan.state import GANState
 from jaxgan.steps import (
+  GANGradients,
   Step,
   apply_gradients,
+  checked_step,
   cross_replica_mean,
   d_forward,
   d_regularization,
   fake_labels,
+  first_call_checks,
   frozen_logits_fn,
   merge_model_state,
   split_dis_batches,
   split_labels,
   split_latents,
+  split_variables,
   step_key,
   update_ema,
   validate_common,
 )
 
 Array = jax.Array
+PyTree = Any
 
 EXTRA_KEY = 'coopinit'
 PHASE_COOP = 0
@@ -345,6 +357,213 @@ def energy_fn(
   return lambda x: game.d_apply(frozen, x, train=False, **label_kwargs(label))[0]
 
 
+class _Options(NamedTuple):
+  """The options of a cooperative iteration (see :func:`coop_step`)."""
+
+  langevin: LangevinConfig
+  teach_sigma: float
+  teach_reduction: str
+  langevin_stats: str
+  use_d_regularizers: bool
+  logit_penalty: float
+
+  def check(self, game: Game, where: str) -> None:
+    if not isinstance(self.langevin, LangevinConfig):
+      raise ValueError(
+        f'{where}: langevin must be a LangevinConfig, got {type(self.langevin).__name__}; '
+        'e.g. langevin=LangevinConfig(step_size=0.05).'
+      )
+    _check_teach(self.teach_sigma, self.teach_reduction)
+    penalty = self.logit_penalty
+    if not isinstance(penalty, int | float) or not penalty >= 0:
+      raise ValueError(f'{where}: logit_penalty must be a float >= 0, got {penalty!r}.')
+    if self.langevin_stats not in LANGEVIN_STATS:
+      raise ValueError(
+        f'langevin_stats must be one of {LANGEVIN_STATS}, got {self.langevin_stats!r}.'
+      )
+    if self.use_d_regularizers:
+      check_label_regularizers(game.replace(g_regularizers=()), where)
+
+
+def _check_chain_coupling(langevin_stats: str, coupled: bool, where: str) -> None:
+  if langevin_stats == 'batch' and coupled:
+    raise ValueError(
+      f"{where}: langevin_stats='batch' with a batch-coupled D (BatchNorm in train mode, "
+      'minibatch-stddev) couples the chains: grad_x of sum_j f(x_j) is not the per-sample '
+      "energy gradient. Use langevin_stats='eval' (running statistics) or a D without batch "
+      'statistics.'
+    )
+
+
+def _chain_coupling_checked(game, langevin_stats, d_variables, batch, where) -> None:
+  """Refuses batch-statistics chains through a coupled D (found from D if undeclared)."""
+  if langevin_stats != 'batch':
+    return
+  label = batch.get('label') if game.conditional else None
+  coupled = checks.d_batch_coupled(game, d_variables, batch['image'], label)
+  _check_chain_coupling(langevin_stats, coupled, where)
+
+
+def ebm_gradients(
+  game: Game,
+  d_variables: dict,
+  real: Array,
+  revised: Array,
+  key: Array,
+  *,
+  logit_penalty: float = 0.0,
+  use_d_regularizers: bool = False,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+) -> tuple[PyTree, dict, dict]:
+  """D's gradient of :func:`ebm_d_loss` (plus the optional penalties) on real and revised.
+
+  D's forward on ``real`` then ``revised`` (statistics threaded) is the one
+  that updates its model state.
+
+  Args:
+    game: the GAN problem (``d_apply`` and, if used, ``d_regularizers``).
+    d_variables: ``{'params': ..., **model_state}`` of D.
+    real: data ``[B, H, W, C]``.
+    revised: the Langevin-revised samples ``[B, H, W, C]`` (no gradient).
+    key: the regularizers' key.
+    logit_penalty: lambda of ``lambda (mean f(x)^2 + mean f(x_tilde)^2)``.
+    use_d_regularizers: add ``game.d_regularizers`` with ``revised`` as fakes.
+    real_label: labels ``[B]`` of the data (conditional games).
+    fake_label: labels ``[B]`` of the revised samples (conditional games).
+
+  Returns:
+    ``(grads, new_model_state, metrics)``; metrics ``coop/ebm_loss``,
+    ``coop/d_reg`` and ``d_real``/``d_fake`` (mean logit on data / revised).
+  """
+  params, model_state = split_variables(d_variables)
+
+  def loss_fn(d_params):
+    q, p, new_ms = d_forward(game, d_params, model_state, real, revised, real_label, fake_label)
+    loss = ebm_d_loss(q, p)
+    reg = jnp.zeros((), loss.dtype)
+    if logit_penalty:
+      reg = reg + logit_penalty * (jnp.mean(jnp.square(q)) + jnp.mean(jnp.square(p)))
+    if use_d_regularizers:
+      d_vars = {'params': d_params, **model_state}
+      reg = reg + d_regularization(game, d_vars, real, revised, key, real_label, fake_label)
+    metrics = {'coop/ebm_loss': loss, 'coop/d_reg': reg}
+    return loss + reg, (new_ms, {**metrics, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)})
+
+  grads, (new_ms, metrics) = jax.grad(loss_fn, has_aux=True)(params)
+  return grads, new_ms, metrics
+
+
+def gradients(
+  game: Game,
+  g_variables: dict,
+  d_variables: dict,
+  batch: dict,
+  key: Array,
+  *,
+  langevin: LangevinConfig,
+  teach_sigma: float = 0.3,
+  teach_reduction: str = 'sum',
+  langevin_stats: str = 'eval',
+  use_d_regularizers: bool = False,
+  logit_penalty: float = 0.0,
+) -> GANGradients:
+  """One cooperative iteration's gradients: D's EBM gradient and G's teaching gradient.
+
+  ``z``, ``x_hat = G(z)`` (one forward, kept for G's gradient); ``x_tilde`` =
+  Langevin from ``x_hat`` under D before its update; D's gradient of
+  :func:`ebm_d_loss` (:func:`ebm_gradients`); G's gradient of
+  :func:`teaching_g_loss` towards ``x_tilde`` through the same forward.
+
+  Args:
+    game: the GAN problem (``d_input_transform``/``d_perturbation`` belong to
+      the adversarial phase and are not used).
+    g_variables: ``{'params': ..., **model_state}`` of G; ``d_variables``: D's.
+    batch: ``{'image': [B, H, W, C]}`` (``'label'``, ``'latent'`` as in
+      :func:`jaxgan.onestage.gradients`).
+    key: this iteration's key, split into latents, chain and regularizers.
+    langevin: the chain's settings.
+    teach_sigma: sigma_g of the teaching loss; ``teach_reduction``: ``'sum'``
+      or ``'mean'`` over pixels (module docstring).
+    langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain
+      (``'batch'`` is refused for a batch-coupled D, found from D when
+      ``game.d_batch_coupled`` is ``None``).
+    use_d_regularizers: add ``game.d_regularizers`` (``x_tilde`` as fakes).
+    logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
+      in D's loss (0: off). The EBM loss ignores a constant offset of f, so
+      without it D's logits can drift from the adversarial scale (pitfall 5).
+
+  Returns:
+    :class:`jaxgan.steps.GANGradients` ``(g_grads, d_grads, model_states, metrics)``;
+    metrics ``coop/ebm_loss``, ``coop/teach_loss``, ``coop/d_reg``,
+    ``d_real``/``d_fake`` (mean logit on data / on ``x_tilde`` in D's loss
+    forward), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
+    under the chain's D) and ``coop/revision_dist`` (``mean_j ||x_tilde_j -
+    x_hat_j||_2``).
+  """
+  where = 'coopinit.gradients'
+  opts = _Options(
+    langevin, teach_sigma, teach_reduction, langevin_stats, use_d_regularizers, logit_penalty
+  )
+  opts.check(game, where)
+  checks.check_batch(batch, where=where)
+  if not checks.is_traced(batch):
+    checks.check_batch_values(batch, game, where=where)
+  _chain_coupling_checked(game, langevin_stats, d_variables, batch, where)
+  return _coop_pass(game, g_variables, d_variables, batch, key, opts, where)
+
+
+def _coop_pass(game, g_variables, d_variables, batch, key, opts: _Options, where: str):
+  """:func:`gradients` after its checks."""
+  real = split_dis_batches(batch['image'], 1, where=where)[0]
+  latents = split_latents(batch, 1, where=where)
+  ys = split_labels(batch, game, 1, where=where)
+  y_real = None if ys is None else ys[0]
+  k_z, k_chain, k_reg = jax.random.split(key, 3)
+  if latents is None:
+    z = game.sample_latents(k_z, real.shape[0])
+  else:
+    z = jax.tree.map(lambda x: x[0], latents)
+  y_fake = fake_labels(game, k_z, real.shape[0])
+  g_params, g_ms = split_variables(g_variables)
+  x_hat, g_vjp, g_new_ms = jax.vjp(
+    lambda gp: game.g_apply({'params': gp, **g_ms}, z, train=True, **label_kwargs(y_fake)),
+    g_params,
+    has_aux=True,
+  )
+  checks.check_fake_shape(x_hat, real, where=where)
+  f = energy_fn(game, d_variables, opts.langevin_stats, y_fake)
+  x_tilde = langevin_revise(f, x_hat, k_chain, **dataclasses.asdict(opts.langevin))
+  d_grads, d_ms, d_metrics = ebm_gradients(
+    game,
+    d_variables,
+    real,
+    x_tilde,
+    k_reg,
+    logit_penalty=opts.logit_penalty,
+    use_d_regularizers=opts.use_d_regularizers,
+    real_label=y_real,
+    fake_label=y_fake,
+  )
+  teach, ct = jax.value_and_grad(teaching_g_loss)(
+    x_hat, x_tilde, sigma=opts.teach_sigma, reduction=opts.teach_reduction
+  )
+  (g_grads,) = g_vjp(ct)
+  dist = jnp.sqrt(jnp.sum(jnp.square(x_tilde - x_hat), axis=tuple(range(1, x_hat.ndim))))
+  metrics = {
+    'coop/ebm_loss': d_metrics['coop/ebm_loss'],
+    'coop/teach_loss': teach,
+    'coop/d_reg': d_metrics['coop/d_reg'],
+    'd_real': d_metrics['d_real'],
+    'd_fake': d_metrics['d_fake'],
+    'coop/f_init': jnp.mean(f(x_hat)),
+    'coop/f_revised': jnp.mean(f(x_tilde)),
+    'coop/revision_dist': jnp.mean(dist),
+  }
+  model_states = {'g': merge_model_state(g_ms, g_new_ms), 'd': d_ms}
+  return GANGradients(g_grads, d_grads, model_states, metrics)
+
+
 def coop_step(
   game: Game,
   g_tx: optax.GradientTransformation,
@@ -360,135 +579,72 @@ def coop_step(
   ema_decay: float | None = None,
   axis_name: str | None = None,
 ) -> Step:
-  """Builds one cooperative-initialization iteration (CoopNets order).
+  """Builds one cooperative-initialization iteration (CoopNets order): :func:`gradients`, applied.
 
-  ``z``, ``x_hat = G(z)`` (G's one forward, which stores G's new model state);
-  ``x_tilde`` = Langevin from ``x_hat`` under D before its update; D steps on
-  :func:`ebm_d_loss` (its forward on real then ``x_tilde`` is the only one that
-  updates D's model state); G steps on :func:`teaching_g_loss` towards
-  ``x_tilde``, its gradient taken through the same forward as ``x_hat``.
+  D's loss forward (real, then ``x_tilde``) is the only one that updates D's
+  model state; G's is that of its one forward.
 
   Args:
-    game: the GAN problem (``d_input_transform``/``d_perturbation`` are not
-      used in this phase).
-    g_tx: G's optimizer; ``d_tx``: D's (the same ones as the adversarial
-      phase).
-    langevin: the chain's settings.
-    teach_sigma: sigma_g of the teaching loss.
-    teach_reduction: ``'sum'`` or ``'mean'`` over pixels (module docstring).
-    langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain.
-    use_d_regularizers: add ``game.d_regularizers`` (with ``x_tilde`` as the
-      fakes) to D's loss.
-    logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
-      added to D's loss (0: off). The EBM loss ignores a constant offset of f,
-      so without it D's logits can drift away from the scale the adversarial
-      loss expects at the switch (pitfall 5).
+    game, langevin, teach_sigma, teach_reduction, langevin_stats,
+      use_d_regularizers, logit_penalty: as in :func:`gradients`.
+    g_tx: G's optimizer; ``d_tx``: D's (the adversarial phase's ones).
     n_dis: rows of ``batch['image']`` are ``n_dis * B`` (the adversarial
-      step's layout); the first ``B`` are the real batch here. With
-      ``batch['latent']`` (``n_dis * B`` rows per leaf) the first ``B``
-      latents replace ``game.sample_latents``.
-    ema_decay: EMA decay of G's params (needs ``state.ema_params``).
+      step's layout); the first ``B`` (and the first ``B`` rows of
+      ``batch['latent']``) are this iteration's.
+    ema_decay: EMA decay of G's params when the state keeps an EMA (``None``:
+      :data:`jaxgan.steps.DEFAULT_EMA_DECAY`).
     axis_name: data axis for ``pmap``/``shard_map``: gradients, new model
       states and metrics are averaged over it.
 
   Returns:
-    ``step(state, batch) -> (state, metrics)``; metrics: ``coop/ebm_loss``,
-    ``coop/teach_loss``, ``coop/d_reg``, ``d_real``/``d_fake`` (mean logit on
-    data / on ``x_tilde`` in D's loss forward, named as in the adversarial
-    steps), ``coop/f_init``/``coop/f_revised`` (mean f on ``x_hat``/``x_tilde``
-    under the chain's D, before the update) and ``coop/revision_dist``
-    (``mean_j ||x_tilde_j - x_hat_j||_2``).
+    ``step(state, batch) -> (state, metrics)``, the metrics of :func:`gradients`.
   """
-  if not isinstance(langevin, LangevinConfig):
-    raise ValueError(
-      f'coop_step: langevin must be a LangevinConfig, got {type(langevin).__name__}; '
-      'e.g. langevin=LangevinConfig(step_size=0.05).'
-    )
-  validate_common(n_dis, ema_decay, None)
-  _check_teach(teach_sigma, teach_reduction)
-  if not isinstance(logit_penalty, int | float) or not logit_penalty >= 0:
-    raise ValueError(f'coop_step: logit_penalty must be a float >= 0, got {logit_penalty!r}.')
-  if langevin_stats not in LANGEVIN_STATS:
-    raise ValueError(f'langevin_stats must be one of {LANGEVIN_STATS}, got {langevin_stats!r}.')
-  if langevin_stats == 'batch' and game.d_batch_coupled:
-    raise ValueError(
-      "coop_step: langevin_stats='batch' with a batch-coupled D (BatchNorm in train mode, "
-      'minibatch-stddev) couples the chains: grad_x of sum_j f(x_j) is not the per-sample '
-      "energy gradient. Use langevin_stats='eval' (running statistics) or a D without batch "
-      'statistics.'
-    )
-  if use_d_regularizers:
-    check_label_regularizers(game.replace(g_regularizers=()), 'coop_step')
-  chain = dataclasses.asdict(langevin)
+  where = 'coop_step'
+  opts = _Options(
+    langevin, teach_sigma, teach_reduction, langevin_stats, use_d_regularizers, logit_penalty
+  )
+  opts.check(game, where)
+  ema_decay = validate_common(n_dis, ema_decay, None)
+  if game.d_batch_coupled:
+    _check_chain_coupling(langevin_stats, True, where)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    real = split_dis_batches(batch['image'], n_dis, where='coop_step')[0]
-    latents = split_latents(batch, n_dis, where='coop_step')
-    ys = split_labels(batch, game, n_dis, where='coop_step')
-    y_real = None if ys is None else ys[0]
-    key = step_key(state)
-    k_z, k_chain, k_reg = jax.random.split(key, 3)
-    if latents is None:
-      z = game.sample_latents(k_z, real.shape[0])
-    else:  # the first block of B rows, paired with the real batch used here
-      z = jax.tree.map(lambda x: x[0], latents)
-    y_fake = fake_labels(game, k_z, real.shape[0])
+    block = _first_block(game, batch, n_dis)
+    return _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block)
 
-    x_hat, g_vjp, g_new_ms = jax.vjp(
-      lambda gp: game.g_apply(
-        {'params': gp, **state.g.model_state}, z, train=True, **label_kwargs(y_fake)
-      ),
-      state.g.params,
-      has_aux=True,
-    )
-    f = energy_fn(game, state.d.variables, langevin_stats, y_fake)
-    x_tilde = langevin_revise(f, x_hat, k_chain, **chain)
+  def first_call(state, batch, concrete):
+    first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
+    block = _first_block(game, batch, n_dis)
+    _chain_coupling_checked(game, langevin_stats, state.d.variables, block, where)
 
-    def d_loss_fn(d_params):
-      q, p, new_ms = d_forward(game, d_params, state.d.model_state, real, x_tilde, y_real, y_fake)
-      loss = ebm_d_loss(q, p)
-      reg = jnp.zeros((), loss.dtype)
-      if logit_penalty:
-        reg = reg + logit_penalty * (jnp.mean(jnp.square(q)) + jnp.mean(jnp.square(p)))
-      if use_d_regularizers:
-        d_vars = {'params': d_params, **state.d.model_state}
-        reg = reg + d_regularization(game, d_vars, real, x_tilde, k_reg, y_real, y_fake)
-      return loss + reg, (new_ms, loss, reg, jnp.mean(q), jnp.mean(p))
+  return checked_step(step, first_call)
 
-    d_grads, (d_ms, ebm, reg, d_real, d_fake) = jax.grad(d_loss_fn, has_aux=True)(state.d.params)
 
-    teach, ct = jax.value_and_grad(teaching_g_loss)(
-      x_hat, x_tilde, sigma=teach_sigma, reduction=teach_reduction
-    )
-    (g_grads,) = g_vjp(ct)
-    g_ms = merge_model_state(state.g.model_state, g_new_ms)
+def _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block):
+  """The body of :func:`coop_step` on the iteration's ``B`` rows ``block``."""
+  g_vars, d_vars, key = state.g.variables, state.d.variables, step_key(state)
+  grads = _coop_pass(game, g_vars, d_vars, block, key, opts, 'coop_step')
+  g_grads, d_grads, model_states, metrics = grads
+  d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
+    (d_grads, model_states['d'], g_grads, model_states['g'], metrics), axis_name
+  )
+  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  ema = update_ema(state.ema_params, g_player, ema_decay)
+  return state.replace(step=state.step + 1, g=g_player, d=d_player, ema_params=ema), metrics
 
-    metrics = {
-      'coop/ebm_loss': ebm,
-      'coop/teach_loss': teach,
-      'coop/d_reg': reg,
-      'd_real': d_real,
-      'd_fake': d_fake,
-      'coop/f_init': jnp.mean(f(x_hat)),
-      'coop/f_revised': jnp.mean(f(x_tilde)),
-      'coop/revision_dist': jnp.mean(
-        jnp.sqrt(jnp.sum(jnp.square(x_tilde - x_hat), axis=tuple(range(1, x_hat.ndim))))
-      ),
-    }
-    d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
-      (d_grads, d_ms, g_grads, g_ms, metrics), axis_name
-    )
-    d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
-    g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-    new_state = state.replace(
-      step=state.step + 1,
-      g=g_player,
-      d=d_player,
-      ema_params=update_ema(state.ema_params, g_player, ema_decay),
-    )
-    return new_state, metrics
 
-  return step
+def _first_block(game: Game, batch: dict, n_dis: int) -> dict:
+  """The first ``B`` of the ``n_dis * B`` rows of a batch: the real batch of an iteration."""
+  where = 'coop_step'
+  block = {'image': split_dis_batches(batch['image'], n_dis, where=where)[0]}
+  latents = split_latents(batch, n_dis, where=where)
+  if latents is not None:
+    block['latent'] = jax.tree.map(lambda x: x[0], latents)
+  ys = split_labels(batch, game, n_dis, where=where)
+  if ys is not None:
+    block['label'] = ys[0]
+  return block
 
 
 # ----------------------------------------------------------------------------

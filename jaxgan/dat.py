@@ -94,6 +94,7 @@ import jax.numpy as jnp
 
 from jaxgan.game import ApplyFn, DPerturbation
 from jaxgan.losses import GANLoss
+from jaxgan.state import split_variables
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -495,3 +496,46 @@ def dat_d_loss(
     p_clean, _ = d_apply(d_variables, fake, train=True, **kw_f)
     total = (1.0 - mix) * total + mix * loss.d_loss(q_clean, p_clean)
   return total, state
+
+
+def dat_d_gradients(
+  d_apply: ApplyFn,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  loss: GANLoss,
+  key: Array,
+  config: DATConfig | None = None,
+  *,
+  mix: float = 0.0,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+) -> tuple[dict, dict, dict]:
+  """Gradient of :func:`dat_d_loss` with respect to ``d_variables['params']``.
+
+  For a user's own D update (a ``TrainState``, an ``nnx.Optimizer``): the
+  attack, the final forwards and the backward in one call. Arguments are those
+  of :func:`dat_d_loss` (fakes are detached, as in two-stage training).
+
+  Returns:
+    ``(grads, new_model_state, metrics)``: grads shaped like D's params, D's
+    collections after the adversarial forwards, and ``{'d_loss': value}``.
+  """
+  params, model_state = split_variables(d_variables)
+
+  def loss_fn(params):
+    return dat_d_loss(
+      d_apply,
+      {'params': params, **model_state},
+      real,
+      fake,
+      loss,
+      key,
+      config,
+      mix=mix,
+      real_label=real_label,
+      fake_label=fake_label,
+    )
+
+  (value, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  return grads, new_state, {'d_loss': value}

@@ -16,7 +16,11 @@ no state update (Langevin chains, adversarial attacks) calls with ``train=True``
 and drops ``new_model_state``.
 
 G maps latents ``[B, nz]`` to images ``[B, H, W, C]`` in [-1, 1]; D maps images
-to logits ``[B]``.
+to logits ``[B]``. A D that returns ``[B, 1]`` (the PyTorch habit) is accepted:
+:class:`Game` squeezes the axis; any other shape is an error at the first call
+that names the shape (:func:`logits_apply`). Flax Linen modules become apply
+functions with :func:`make_apply`; Flax NNX modules with
+:func:`jaxgan.nnx_adapter.from_nnx`.
 
 Class-conditional games (``Game.num_classes > 0``) call both apply functions
 with a ``label=`` keyword, int32 labels ``[B]``; :func:`make_apply` passes them
@@ -33,12 +37,15 @@ are accepted; the DAT hook gets a pair of logits functions (see
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
 from jaxgan.losses import GANLoss
 
@@ -83,21 +90,82 @@ DPerturbation = Callable[[Callable[[Array], Array], Array, Array, Array], tuple[
 _NOT_STATE = ('params', 'perturbations')
 
 
+def takes_train(fn: Callable) -> bool:
+  """Whether ``fn`` (a module's ``__call__``) has a parameter named ``train``."""
+  try:
+    return 'train' in inspect.signature(fn).parameters
+  except (TypeError, ValueError):  # builtins without a signature
+    return False
+
+
+def refuse_nnx(module: Any, where: str) -> None:
+  """Raises for a Flax NNX module where a Linen module is expected, naming the adapter."""
+  if isinstance(module, nnx.Module):
+    raise TypeError(
+      f'{where} takes a Flax Linen module; {type(module).__name__} is a flax.nnx.Module. Use '
+      'jaxgan.nnx_adapter.from_nnx(model), which returns (apply, variables), and '
+      'jaxgan.state.create_state_from_variables.'
+    )
+
+
 def make_apply(module: nn.Module) -> ApplyFn:
-  """Adapts a Flax Linen module whose ``__call__(x, train)`` to :class:`ApplyFn`.
+  """Adapts a Flax Linen module to :class:`ApplyFn`.
+
+  A module whose ``__call__`` has a ``train`` parameter is called with
+  ``train=...``; one without it (``__call__(x)``, ``nn.Sequential``) is called
+  without, its model-state collections stay mutable (a BatchNorm with a fixed
+  ``use_running_average=False`` updates them), and ``train=False`` returns ``{}``
+  as the new model state.
 
   With ``label=`` given (conditional games), the module is called as
-  ``__call__(x, label, train=...)``: the conditional G and D of
-  :mod:`jaxgan.models` take int labels ``[B]`` as their second argument.
+  ``__call__(x, label, ...)``: the conditional G and D of :mod:`jaxgan.models`
+  take int labels ``[B]`` as their second argument.
   """
+  refuse_nnx(module, 'make_apply')
+  with_train = takes_train(module.__call__)
 
   def apply(variables, x, *, train, rngs=None, label=None):
     args = (x,) if label is None else (x, label)
-    mutable = [name for name in variables if name not in _NOT_STATE] if train else False
+    kwargs = {'train': train} if with_train else {}
+    stateful = train or not with_train
+    mutable = [name for name in variables if name not in _NOT_STATE] if stateful else False
     if mutable:
-      return module.apply(variables, *args, train=train, rngs=rngs, mutable=mutable)
-    return module.apply(variables, *args, train=train, rngs=rngs), {}
+      out, new = module.apply(variables, *args, rngs=rngs, mutable=mutable, **kwargs)
+      return out, (new if train else {})
+    return module.apply(variables, *args, rngs=rngs, **kwargs), {}
 
+  return apply
+
+
+def check_logits(out: Any, batch_size: int) -> Array:
+  """D's output as logits ``[B]``: ``[B]`` as is, ``[B, 1]`` squeezed, anything else refused."""
+  shape = tuple(getattr(out, 'shape', ()))
+  if not hasattr(out, 'shape'):
+    raise ValueError(
+      f'D must return an array of logits [B] = ({batch_size},), got a {type(out).__name__}; '
+      'return the logits alone (extra outputs belong in a separate apply function).'
+    )
+  if shape == (batch_size,):
+    return out
+  if shape == (batch_size, 1):
+    return out.reshape(batch_size)
+  raise ValueError(
+    f'D must return one logit per sample, shape [B] = ({batch_size},) or [B, 1], got shape '
+    f'{shape} for a batch of {batch_size}; reduce the other axes in your D (e.g. the mean of '
+    'patch logits) or return out[:, 0].'
+  )
+
+
+def logits_apply(d_apply: ApplyFn) -> ApplyFn:
+  """``d_apply`` whose output goes through :func:`check_logits` (idempotent)."""
+  if getattr(d_apply, 'returns_logits', False):
+    return d_apply
+
+  def apply(variables, x, **kwargs):
+    out, new_model_state = d_apply(variables, x, **kwargs)
+    return check_logits(out, jnp.shape(x)[0]), new_model_state
+
+  apply.returns_logits = True
   return apply
 
 
@@ -132,7 +200,9 @@ class Game:
 
   Attributes:
     g_apply: generator, latents ``[B, nz]`` -> images ``[B, H, W, C]``.
-    d_apply: discriminator, images -> logits ``[B]``.
+    d_apply: discriminator, images -> logits ``[B]`` (or ``[B, 1]``; the
+      game stores it wrapped in :func:`logits_apply`, so ``game.d_apply``
+      always returns ``[B]``).
     loss: the adversarial loss.
     sample_latents: ``(key, n) -> z``.
     d_regularizers: extra D terms (R1, GP, ...), each already weighted.
@@ -140,8 +210,13 @@ class Game:
     d_input_transform: applied to real and fake before D (DiffAugment), in
       D's loss and G's loss alike.
     d_perturbation: perturbs D's inputs for D's own loss (DAT).
-    d_batch_coupled: D mixes samples of a batch (BatchNorm in train mode,
-      minibatch-stddev). The asymmetric one-stage rule is refused for such a D.
+    d_batch_coupled: whether D mixes the samples of a batch (BatchNorm in
+      train mode, minibatch-stddev). ``None`` (default): found from D itself
+      on the first call of a step or gradient function that needs it
+      (:func:`jaxgan.checks.d_batch_coupled`); ``True``/``False`` overrides
+      the detection. The asymmetric one-stage rule is refused for a coupled
+      D (``mode='auto'`` then picks ``'exact'``), and so are CoopInit's
+      batch-statistics chains.
     num_classes: ``K > 0`` for a class-conditional G and D (labels ``[B]`` in
       ``[0, K)`` go to both, module docstring); 0 for an unconditional game.
   """
@@ -154,10 +229,19 @@ class Game:
   g_regularizers: Sequence[GRegularizer] = ()
   d_input_transform: InputTransform | None = None
   d_perturbation: DPerturbation | None = None
-  d_batch_coupled: bool = False
+  d_batch_coupled: bool | None = None
   num_classes: int = 0
 
   def __post_init__(self):
+    coupled = self.d_batch_coupled
+    if coupled is not None and not isinstance(coupled, bool | np.bool_):
+      raise ValueError(
+        f'Game.d_batch_coupled must be None (detect from D), True or False, got {coupled!r}.'
+      )
+    if coupled is not None:
+      object.__setattr__(self, 'd_batch_coupled', bool(coupled))
+    if callable(self.d_apply):
+      object.__setattr__(self, 'd_apply', logits_apply(self.d_apply))
     k = self.num_classes
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
       raise ValueError(

@@ -27,10 +27,12 @@ lsgan          (q-b)^2/2       (p-a)^2/2     (p-c)^2/2     no           (p-c)/(p
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Elementwise = Callable[[Array], Array]
@@ -134,6 +136,28 @@ def _lsgan(a: float = 0.0, b: float = 1.0, c: float = 1.0) -> GANLoss:
     symmetric=False,
     gamma_singular=lambda p: p == a,
   )
+
+
+# Logits on which slope_vanishes looks for a flat region of f: wide enough for any
+# margin in use, and f'(p) of the smooth losses stays a normal float32 on it.
+_SLOPE_GRID = np.linspace(-50.0, 50.0, 10_001, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def slope_vanishes(loss: GANLoss) -> bool:
+  """Whether D's fake term has ``f'(p) = 0`` on an interval of logits (hinge: ``p <= -1``).
+
+  There ``gamma = g'/f'`` is infinite, so the asymmetric one-stage rule is
+  undefined. The property is read from ``loss.d_fake`` itself (``f'`` exactly
+  zero at two or more consecutive points of a grid of step 0.01 on [-50, 50]),
+  not from the loss's name: a renamed or hand-written hinge counts too, while
+  LSGAN's isolated zero at ``p = a`` does not. Evaluated once per loss, outside
+  any trace.
+  """
+  with jax.ensure_compile_time_eval():
+    slope = np.asarray(jax.vmap(jax.grad(loss.d_fake))(jnp.asarray(_SLOPE_GRID)))
+  flat = slope == 0.0
+  return bool(np.any(flat[1:] & flat[:-1]))
 
 
 LOSSES: dict[str, Callable[..., GANLoss]] = {

@@ -7,6 +7,26 @@ of ``B`` per D update); ``metrics`` is a flat dict of scalars.
 Each step draws its randomness from ``fold_in(state.rng, state.step)``, so a
 resumed run draws the same numbers as an uninterrupted one.
 
+Every step is a thin wrapper over gradient functions a user can call from a
+loop of their own (a ``flax.training.train_state.TrainState``, an
+``nnx.Optimizer``, any optax chain): here :func:`d_gradients` and
+:func:`g_gradients` (the two-stage players), built on :func:`d_player_loss` and
+:func:`g_player_loss` (each player's loss with every game transform: DiffAugment,
+the DAT perturbation, regularizers, labels); :func:`jaxgan.onestage.gradients`
+and :func:`jaxgan.coopinit.gradients` for the other steps.
+
+The steps check their inputs once, before compiling (:mod:`jaxgan.checks`):
+the batch's shape and dtype, each optimizer state against its optimizer, and,
+on a first call with concrete arrays, the image range. Called on concrete
+arrays a step compiles itself (``jax.jit``, no donation) after those checks;
+called under a caller's ``jax.jit``/``pmap``/``shard_map`` it is traced as a
+pure function and checks what tracing can see (shapes, dtypes, structures).
+
+EMA: a step updates the EMA of G that the state keeps (``state.ema_params``,
+``create_state(use_ema=True)``, the default) with ``ema_decay``, or with
+:data:`DEFAULT_EMA_DECAY` when ``ema_decay`` is ``None``; a state without an EMA
+(``use_ema=False``) has none to update. The EMA is never left frozen.
+
 Class-conditional games (``game.num_classes > 0``): ``batch['label']`` holds
 the ``n_dis * B`` int labels of the real images and goes to D with them; each
 fake batch gets uniform labels drawn from ``fold_in`` of its latent key
@@ -16,20 +36,25 @@ draw no labels and pass none, so their steps are unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import sparse
+from jaxgan import checks, sparse
+from jaxgan.checks import check_image_batch
 from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
-from jaxgan.state import GANState, Player
+from jaxgan.state import GANState, Player, split_variables
 
 Array = jax.Array
 PyTree = Any
 Step = Callable[[GANState, dict], tuple[GANState, dict]]
+
+# The EMA decay of G's params when a step is built with ema_decay=None.
+DEFAULT_EMA_DECAY = 0.999
 
 
 # ----------------------------------------------------------------------------
@@ -50,10 +75,18 @@ def step_key(state: GANState, axis_name: str | None = None) -> Array:
 
 
 def cross_replica_mean(tree: PyTree, axis_name: str | None) -> PyTree:
-  """``pmean`` over ``axis_name`` (identity when ``None``)."""
+  """``pmean`` of the float leaves over ``axis_name`` (identity when ``None``).
+
+  Integer leaves (an NNX model's RNG counters and keys) are the same on every
+  device and are kept as they are.
+  """
   if axis_name is None:
     return tree
-  return jax.lax.pmean(tree, axis_name)
+
+  def mean(x):
+    return jax.lax.pmean(x, axis_name) if jnp.issubdtype(jnp.result_type(x), jnp.inexact) else x
+
+  return jax.tree.map(mean, tree)
 
 
 def apply_gradients(
@@ -249,23 +282,6 @@ def g_regularization(
   return total
 
 
-def check_image_batch(images: Array, *, where: str) -> None:
-  """Raises early (at trace time) for a batch that is not ``[N, ...]`` float.
-
-  Images are ``[N, H, W, C]``; 2-D toy data are ``[N, 2]``.
-  """
-  if images.ndim not in (2, 4):
-    raise ValueError(
-      f'{where}: batch["image"] must be [N, H, W, C] images (or [N, D] points), got shape '
-      f'{tuple(images.shape)}; add a channel axis for grayscale images (x[..., None]).'
-    )
-  if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise ValueError(
-      f'{where}: batch["image"] must be float in [-1, 1], got dtype {images.dtype}; '
-      'convert uint8 images with jaxgan.data.to_float.'
-    )
-
-
 def split_dis_batches(images: Array, n_dis: int, *, where: str) -> Array:
   """``[n_dis * B, ...] -> [n_dis, B, ...]`` with a clear error if it doesn't divide."""
   check_image_batch(images, where=where)
@@ -349,13 +365,202 @@ def balance_triple(
   }
 
 
-def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | None) -> None:
+def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | None) -> float:
+  """Checks the shared builder arguments; returns the EMA decay to use (module docstring)."""
   if not isinstance(n_dis, int) or n_dis < 1:
     raise ValueError(f'n_dis must be a positive int, got {n_dis!r}.')
   if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
     raise ValueError(f'ema_decay must be in [0, 1) or None, got {ema_decay!r} (typical: 0.999).')
   if weight_clip is not None and weight_clip <= 0:
     raise ValueError(f'weight_clip must be positive or None, got {weight_clip!r} (WGAN: 0.01).')
+  return DEFAULT_EMA_DECAY if ema_decay is None else ema_decay
+
+
+class GANGradients(NamedTuple):
+  """Both players' gradients from one iteration (a 4-tuple: unpack it as one).
+
+  Attributes:
+    g_grads: G's gradient, shaped like G's params.
+    d_grads: D's gradient, shaped like D's params.
+    model_states: ``{'g': ..., 'd': ...}``, each player's collections after
+      the iteration's forwards (``{}`` when it has none).
+    metrics: flat dict of scalars.
+  """
+
+  g_grads: PyTree
+  d_grads: PyTree
+  model_states: dict
+  metrics: dict
+
+
+class StepOptions(NamedTuple):
+  """The options a step builder fixes (checked by :func:`validate_common`)."""
+
+  n_dis: int
+  ema_decay: float
+  axis_name: str | None
+  weight_clip: float | None
+  measure_balance: bool
+
+
+def first_call_checks(
+  game: Game, g_tx, d_tx, state: GANState, batch: dict, *, concrete: bool, where: str
+) -> None:
+  """The checks every step runs once: batch, values (concrete calls), optimizer states."""
+  checks.check_batch(batch, where=where)
+  if concrete:
+    checks.check_batch_values(batch, game, where=where)
+  checks.check_opt_state(g_tx, state.g, who='g', where=where)
+  checks.check_opt_state(d_tx, state.d, who='d', where=where)
+
+
+def checked_step(core: Step, first_call: Callable[[GANState, dict, bool], None]) -> Step:
+  """``core`` behind ``first_call(state, batch, concrete)``, which runs until it passes once.
+
+  Called on concrete arrays the step runs ``jax.jit(core)``; called with
+  tracers (a caller's ``jit``, ``pmap``, ``shard_map``) it runs ``core``
+  itself, so the caller's transformation applies.
+  """
+  compiled = jax.jit(core)
+  pending = [True]
+
+  @functools.wraps(core)  # carries core's name and source (chex.assert_max_traces keys on them)
+  def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    concrete = not checks.is_traced((state, batch))
+    if pending:
+      first_call(state, batch, concrete)
+      pending.clear()
+    return compiled(state, batch) if concrete else core(state, batch)
+
+  return step
+
+
+# ----------------------------------------------------------------------------
+# The two-stage players
+# ----------------------------------------------------------------------------
+
+
+def d_player_loss(
+  game: Game,
+  d_params: PyTree,
+  d_model_state: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+) -> tuple[Array, tuple[dict, dict]]:
+  """D's loss with every game transform: DiffAugment, the DAT perturbation, regularizers.
+
+  Args:
+    game: the GAN problem.
+    d_params: D's params (differentiate with respect to these).
+    d_model_state: D's other collections.
+    real: real batch ``[B, H, W, C]``.
+    fake: fake batch ``[B, H, W, C]`` (detach it for two-stage training).
+    key: split into the input key (augmentation, perturbation) and the
+      regularizers' key.
+    real_label: labels ``[B]`` of the reals (conditional games).
+    fake_label: labels ``[B]`` of the fakes (conditional games).
+
+  Returns:
+    ``(loss, (new_model_state, metrics))``; metrics ``d_loss`` (adversarial
+    part), ``d_reg``, ``d_real``/``d_fake`` (mean logits).
+  """
+  k_in, k_reg = jax.random.split(key)
+  d_vars = {'params': d_params, **d_model_state}
+  real_aug, fake_aug, real_in, fake_in = d_inputs(
+    game, d_vars, real, fake, k_in, real_label, fake_label
+  )
+  q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in, real_label, fake_label)
+  reg = d_regularization(game, d_vars, real_aug, fake_aug, k_reg, real_label, fake_label)
+  adv = game.loss.d_loss(q, p)
+  return adv + reg, (
+    new_ms,
+    {'d_loss': adv, 'd_reg': reg, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)},
+  )
+
+
+def g_player_loss(
+  game: Game,
+  g_params: PyTree,
+  g_model_state: dict,
+  d_variables: dict,
+  z: PyTree,
+  key: Array,
+  label: Array | None = None,
+) -> tuple[Array, tuple[dict, dict]]:
+  """G's loss through D (with DiffAugment) plus the game's G regularizers.
+
+  Args:
+    game: the GAN problem.
+    g_params: G's params (differentiate with respect to these).
+    g_model_state: G's other collections.
+    d_variables: D's variables (stop their gradient yourself if needed).
+    z: G's input, e.g. ``game.sample_latents(key, B)``.
+    key: split into the augmentation key and the regularizers' key.
+    label: fake labels ``[B]`` (conditional games).
+
+  Returns:
+    ``(loss, (new_model_state, metrics))``; metrics ``g_loss`` (adversarial
+    part), ``g_reg`` and ``df``, the mean logit of D on these fakes.
+  """
+  k_aug, k_reg = jax.random.split(key)
+  g_vars = {'params': g_params, **g_model_state}
+  fake, new_ms = game.g_apply(g_vars, z, train=True, **label_kwargs(label))
+  fake_in = fake if game.d_input_transform is None else game.d_input_transform(fake, k_aug)
+  p, _ = game.d_apply(d_variables, fake_in, train=True, **label_kwargs(label))
+  reg = g_regularization(game, g_vars, d_variables, z, k_reg, label)
+  adv = game.loss.g_loss(p)
+  return adv + reg, (
+    merge_model_state(g_model_state, new_ms),
+    {'g_loss': adv, 'g_reg': reg, 'df': jnp.mean(p)},
+  )
+
+
+def d_gradients(
+  game: Game,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  *,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+) -> tuple[PyTree, dict, dict]:
+  """Gradient of :func:`d_player_loss` with respect to ``d_variables['params']``.
+
+  Returns:
+    ``(grads, new_model_state, metrics)``: grads shaped like D's params, D's
+    collections after its forwards (``{}`` when it has none), the metrics of
+    :func:`d_player_loss`.
+  """
+  check_image_batch(real, where='d_gradients')
+  params, model_state = split_variables(d_variables)
+  loss_fn = lambda dp: d_player_loss(game, dp, model_state, real, fake, key, real_label, fake_label)
+  grads, (new_ms, metrics) = jax.grad(loss_fn, has_aux=True)(params)
+  return grads, new_ms, metrics
+
+
+def g_gradients(
+  game: Game,
+  g_variables: dict,
+  d_variables: dict,
+  z: PyTree,
+  key: Array,
+  *,
+  label: Array | None = None,
+) -> tuple[PyTree, dict, dict]:
+  """Gradient of :func:`g_player_loss` with respect to ``g_variables['params']``.
+
+  Returns:
+    ``(grads, new_model_state, metrics)`` as :func:`d_gradients`, for G.
+  """
+  params, model_state = split_variables(g_variables)
+  split_variables(d_variables)
+  loss_fn = lambda gp: g_player_loss(game, gp, model_state, d_variables, z, key, label)
+  grads, (new_ms, metrics) = jax.grad(loss_fn, has_aux=True)(params)
+  return grads, new_ms, metrics
 
 
 # ----------------------------------------------------------------------------
@@ -378,122 +583,96 @@ def two_stage_step(
 
   Each D update draws its own ``z`` and uses its own real batch; G's update
   draws a fresh ``z`` and goes through the updated D (the reference order).
+  The gradients are :func:`d_gradients` and :func:`g_gradients`.
 
   Args:
     game: the GAN problem.
     g_tx: G's optimizer; ``d_tx``: D's.
     n_dis: D updates per G update; ``batch['image']`` must hold
       ``n_dis * B`` rows.
-
-  With ``batch['latent']`` (a pytree of ``[n_dis * B, ...]`` leaves, see
-  :func:`split_latents`) G's inputs come from the batch instead of
-  ``game.sample_latents``: the ``k``-th D update uses the ``k``-th block of
-  ``B`` rows, and G's update (and its ``g_regularizers``) the last block.
-    ema_decay: EMA decay of G's params (needs ``state.ema_params``).
+    ema_decay: EMA decay of G's params when the state keeps an EMA (``None``:
+      :data:`DEFAULT_EMA_DECAY`; module docstring).
     axis_name: when called under ``pmap``/``shard_map``, the data axis over
       which gradients, statistics and metrics are averaged.
     weight_clip: clamp D's params to ``[-c, c]`` after each update (WGAN).
     measure_balance: also report the DDST balance triple (two extra
       forwards without gradients).
 
+  With ``batch['latent']`` (a pytree of ``[n_dis * B, ...]`` leaves, see
+  :func:`split_latents`) G's inputs come from the batch instead of
+  ``game.sample_latents``: the ``k``-th D update uses the ``k``-th block of
+  ``B`` rows, and G's update (and its ``g_regularizers``) the last block.
+
   Returns:
-    ``step(state, batch) -> (state, metrics)``.
+    ``step(state, batch) -> (state, metrics)`` (module docstring: checks,
+    compilation).
   """
-  validate_common(n_dis, ema_decay, weight_clip)
+  ema_decay = validate_common(n_dis, ema_decay, weight_clip)
   check_label_regularizers(game, 'two_stage_step')
-  loss = game.loss
-
-  def d_loss_fn(d_params, d_model_state, real, fake, key, y_real=None, y_fake=None):
-    k_in, k_reg = jax.random.split(key)
-    d_vars = {'params': d_params, **d_model_state}
-    real_aug, fake_aug, real_in, fake_in = d_inputs(game, d_vars, real, fake, k_in, y_real, y_fake)
-    q, p, new_ms = d_forward(game, d_params, d_model_state, real_in, fake_in, y_real, y_fake)
-    reg = d_regularization(game, d_vars, real_aug, fake_aug, k_reg, y_real, y_fake)
-    adv = loss.d_loss(q, p)
-    return adv + reg, (
-      new_ms,
-      {'d_loss': adv, 'd_reg': reg, 'd_real': jnp.mean(q), 'd_fake': jnp.mean(p)},
-    )
-
-  def d_update(carry, inputs):
-    d_player, g_vars = carry
-    real, key, z, y_real = inputs
-    k_z, k_loss = jax.random.split(key)
-    if z is None:
-      z = game.sample_latents(k_z, real.shape[0])
-    y_fake = fake_labels(game, k_z, real.shape[0])
-    fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y_fake))
-    fake = jax.lax.stop_gradient(fake)
-    grads, (new_ms, m) = jax.grad(d_loss_fn, has_aux=True)(
-      d_player.params, d_player.model_state, real, fake, k_loss, y_real, y_fake
-    )
-    grads, new_ms, m = cross_replica_mean((grads, new_ms, m), axis_name)
-    d_player = apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=weight_clip)
-    return (d_player, g_vars), m
-
-  def g_loss_fn(g_params, g_model_state, d_vars, z, key, y=None):
-    k_aug, k_reg = jax.random.split(key)
-    fake, new_ms = game.g_apply(
-      {'params': g_params, **g_model_state}, z, train=True, **label_kwargs(y)
-    )
-    fake_in = fake if game.d_input_transform is None else game.d_input_transform(fake, k_aug)
-    p, _ = game.d_apply(d_vars, fake_in, train=True, **label_kwargs(y))
-    g_vars = {'params': g_params, **g_model_state}
-    reg = g_regularization(game, g_vars, d_vars, z, k_reg, y)
-    adv = loss.g_loss(p)
-    return adv + reg, (
-      merge_model_state(g_model_state, new_ms),
-      {'g_loss': adv, 'g_reg': reg, 'df': jnp.mean(p)},
-    )
+  opts = StepOptions(n_dis, ema_decay, axis_name, weight_clip, measure_balance)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    reals = split_dis_batches(batch['image'], n_dis, where='two_stage_step')
-    latents = split_latents(batch, n_dis, where='two_stage_step')
-    ys = split_labels(batch, game, n_dis, where='two_stage_step')
-    key = step_key(state, axis_name)
-    k_d, k_z, k_g, k_bal = jax.random.split(key, 4)
-    g_vars = jax.lax.stop_gradient(state.g.variables)
-    # A Python loop, not lax.scan: XLA on CPU runs convolutions inside a while
-    # loop far slower (the DCGAN-28 step took 100 s instead of 2 s here), and n_dis is small.
-    carry = (state.d, g_vars)
-    for i, (real, k) in enumerate(zip(reals, jax.random.split(k_d, n_dis))):
-      z_i = None if latents is None else jax.tree.map(lambda x, i=i: x[i], latents)
-      y_i = None if ys is None else ys[i]
-      carry, d_metrics = d_update(carry, (real, k, z_i, y_i))
-    d_player = carry[0]
+    return _two_stage_iteration(game, g_tx, d_tx, opts, state, batch)
 
-    if latents is None:
-      z = game.sample_latents(k_z, reals.shape[1])
-    else:  # the last D batch's latents (n_dis = 1: D and G see the same z, as in CUT)
-      z = jax.tree.map(lambda x: x[-1], latents)
-    y_g = fake_labels(game, k_z, reals.shape[1])
-    d_vars = jax.lax.stop_gradient(d_player.variables)
-    grads, (g_ms, g_metrics) = jax.grad(g_loss_fn, has_aux=True)(
-      state.g.params, state.g.model_state, d_vars, z, k_g, y_g
+  def first_call(state, batch, concrete):
+    first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where='two_stage_step')
+
+  return checked_step(step, first_call)
+
+
+def _two_stage_d_update(game, d_tx, opts, d_player, g_vars, real, key, z, y_real):
+  """One D update of the two-stage step on one real batch, with fresh fakes."""
+  k_z, k_loss = jax.random.split(key)
+  if z is None:
+    z = game.sample_latents(k_z, real.shape[0])
+  y_fake = fake_labels(game, k_z, real.shape[0])
+  fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y_fake))
+  checks.check_fake_shape(fake, real, where='two_stage_step')
+  fake = jax.lax.stop_gradient(fake)
+  grads, new_ms, m = d_gradients(
+    game, d_player.variables, real, fake, k_loss, real_label=y_real, fake_label=y_fake
+  )
+  grads, new_ms, m = cross_replica_mean((grads, new_ms, m), opts.axis_name)
+  return apply_gradients(d_player, d_tx, grads, new_ms, weight_clip=opts.weight_clip), m
+
+
+def _two_stage_iteration(game, g_tx, d_tx, opts, state, batch):
+  """The body of :func:`two_stage_step`: ``n_dis`` D updates, then G's."""
+  where, n_dis = 'two_stage_step', opts.n_dis
+  reals = split_dis_batches(batch['image'], n_dis, where=where)
+  latents = split_latents(batch, n_dis, where=where)
+  ys = split_labels(batch, game, n_dis, where=where)
+  k_d, k_z, k_g, k_bal = jax.random.split(step_key(state, opts.axis_name), 4)
+  g_vars = jax.lax.stop_gradient(state.g.variables)
+  # A Python loop, not lax.scan: XLA on CPU runs convolutions inside a while
+  # loop far slower (the DCGAN-28 step took 100 s instead of 2 s here), and n_dis is small.
+  d_player = state.d
+  for i, (real, k) in enumerate(zip(reals, jax.random.split(k_d, n_dis))):
+    z_i = None if latents is None else jax.tree.map(lambda x, i=i: x[i], latents)
+    y_i = None if ys is None else ys[i]
+    d_player, d_metrics = _two_stage_d_update(game, d_tx, opts, d_player, g_vars, real, k, z_i, y_i)
+
+  if latents is None:
+    z = game.sample_latents(k_z, reals.shape[1])
+  else:  # the last D batch's latents (n_dis = 1: D and G see the same z, as in CUT)
+    z = jax.tree.map(lambda x: x[-1], latents)
+  y_g = fake_labels(game, k_z, reals.shape[1])
+  d_vars = jax.lax.stop_gradient(d_player.variables)
+  grads, g_ms, g_metrics = g_gradients(game, state.g.variables, d_vars, z, k_g, label=y_g)
+  grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), opts.axis_name)
+  g_player = apply_gradients(state.g, g_tx, grads, g_ms)
+  df = g_metrics.pop('df')
+  new_state = state.replace(
+    step=state.step + 1,
+    g=g_player,
+    d=d_player,
+    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
+  )
+  metrics = {**d_metrics, **g_metrics}
+  if opts.measure_balance:
+    y_last = None if ys is None else ys[-1]
+    triple = balance_triple(
+      game, new_state, z, reals[-1], k_bal, df=df, real_label=y_last, fake_label=y_g
     )
-    grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), axis_name)
-    g_player = apply_gradients(state.g, g_tx, grads, g_ms)
-    df = g_metrics.pop('df')
-
-    new_state = state.replace(
-      step=state.step + 1,
-      g=g_player,
-      d=d_player,
-      ema_params=update_ema(state.ema_params, g_player, ema_decay),
-    )
-    metrics = {**d_metrics, **g_metrics}
-    if measure_balance:
-      triple = balance_triple(
-        game,
-        new_state,
-        z,
-        reals[-1],
-        k_bal,
-        df=df,
-        real_label=None if ys is None else ys[-1],
-        fake_label=y_g,
-      )
-      metrics.update(cross_replica_mean(triple, axis_name))
-    return new_state, metrics
-
-  return step
+    metrics.update(cross_replica_mean(triple, opts.axis_name))
+  return new_state, metrics

@@ -12,6 +12,8 @@ import importlib
 import math
 from pathlib import Path
 
+import pytest
+
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / 'experiments' / 'examples'
 PACKAGE = 'experiments.examples'
 MAX_LINES = 59  # "under 60 lines", docstring included
@@ -72,6 +74,29 @@ def test_langevin_revision():
   assert out['bump_revised'] > out['bump_init']
   assert out['f_revised'] > out['f_init']
   assert out['teach'] >= 0.0
+
+
+def test_trainstate_onestage():
+  out = run('trainstate_onestage', steps=5)
+  assert_finite(out)
+  assert out['step'] == 5  # TrainState counts the applied updates
+  assert out['onestage/gamma_mean'] < 0.0 and out['onestage/gamma_dropped'] == 0.0
+  n_lines = len((EXAMPLES_DIR / 'trainstate_onestage.py').read_text().splitlines())
+  assert n_lines < 40, f'the TrainState example must stay under 40 lines, has {n_lines}'
+
+
+def test_nnx_onestage_dat_sparse():
+  out = run('nnx_onestage_dat_sparse', steps=30)
+  assert_finite(out)
+  assert abs(out['g_density'] - 0.3) < 1e-3  # 'exact' ERK sampling keeps round(d * N) weights
+  assert out['pruned_zero']  # pruned weights exactly zero in G's EMA
+  assert out['onestage/gamma_dropped'] == 0.0
+
+
+@pytest.mark.slow
+def test_nnx_onestage_dat_sparse_learns_the_ring():
+  out = run('nnx_onestage_dat_sparse')  # the default few hundred steps
+  assert out['modes'] >= 6, out
 
 
 def test_every_example_is_short_documented_and_tested():

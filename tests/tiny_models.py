@@ -55,6 +55,12 @@ def fixed_latents(z):
 
 
 def make_game(loss_name='ns', *, d_module=None, z=None, **game_kwargs):
+  """A game of TinyG and ``d_module`` (default TinyD) with fixed latents ``z``.
+
+  D is declared per-sample (``d_batch_coupled=False``) unless ``game_kwargs``
+  say otherwise; pass ``d_batch_coupled=None`` to have it detected from D.
+  """
+  game_kwargs.setdefault('d_batch_coupled', False)
   d_module = d_module or TinyD()
   g_module = TinyG()
   if z is None:
