@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import checks, sparse
+from jaxgan import checks
 from jaxgan.checks import check_image_batch
 from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
 from jaxgan.state import GANState, Player, split_variables
@@ -109,19 +109,35 @@ def apply_gradients(
   return Player(params=params, model_state=model_state, opt_state=opt_state)
 
 
+def _constrains(node: Any) -> bool:
+  return callable(getattr(node, 'constrain_params', None))
+
+
+def constrain_params(params: PyTree, opt_state: PyTree) -> PyTree:
+  """``params`` under every constraint that ``opt_state`` declares.
+
+  An optimizer whose state has a ``constrain_params(params) -> params`` method
+  keeps the params it updates in a set: the state of
+  :func:`jaxgan.sparse.masked_optimizer` keeps pruned weights at exactly zero.
+  This applies the same constraints to another tree shaped like the params
+  (G's EMA). Without such a state ``params`` is returned as it is.
+  """
+  for node in jax.tree.leaves(opt_state, is_leaf=_constrains):
+    if _constrains(node):
+      params = node.constrain_params(params)
+  return params
+
+
 def update_ema(ema_params: PyTree | None, g: Player, decay: float | None) -> PyTree | None:
   """EMA of G's params: ``decay * ema + (1 - decay) * params``.
 
-  When G's optimizer carries sparse masks, the EMA is masked too, so pruned
-  weights are exactly zero in the EMA generator as well.
+  The EMA keeps the constraints of G's optimizer (:func:`constrain_params`):
+  with sparse masks, pruned weights are exactly zero in the EMA generator too.
   """
   if ema_params is None or decay is None:
     return ema_params
   ema = optax.incremental_update(g.params, ema_params, step_size=1.0 - decay)
-  masks = sparse.get_masks(g.opt_state)
-  if masks is not None:
-    ema = sparse.apply_masks(ema, masks)
-  return ema
+  return constrain_params(ema, g.opt_state)
 
 
 def merge_model_state(old: dict, new: dict) -> dict:
