@@ -100,21 +100,20 @@ from jaxgan.state import GANState
 from jaxgan.steps import (
   GANGradients,
   Step,
-  apply_gradients,
+  StepOptions,
+  apply_gan_gradients,
   checked_step,
-  cross_replica_mean,
   d_forward,
   d_regularization,
-  fake_labels,
   first_call_checks,
   frozen_logits_fn,
   merge_model_state,
+  one_pass_inputs,
   split_dis_batches,
   split_labels,
   split_latents,
   split_variables,
   step_key,
-  update_ema,
   validate_common,
 )
 
@@ -515,16 +514,8 @@ def gradients(
 
 def _coop_pass(game, g_variables, d_variables, batch, key, opts: _Options, where: str):
   """:func:`gradients` after its checks."""
-  real = split_dis_batches(batch['image'], 1, where=where)[0]
-  latents = split_latents(batch, 1, where=where)
-  ys = split_labels(batch, game, 1, where=where)
-  y_real = None if ys is None else ys[0]
   k_z, k_chain, k_reg = jax.random.split(key, 3)
-  if latents is None:
-    z = game.sample_latents(k_z, real.shape[0])
-  else:
-    z = jax.tree.map(lambda x: x[0], latents)
-  y_fake = fake_labels(game, k_z, real.shape[0])
+  real, z, y_real, y_fake = one_pass_inputs(game, batch, k_z, where=where)
   g_params, g_ms = split_variables(g_variables)
   x_hat, g_vjp, g_new_ms = jax.vjp(
     lambda gp: game.g_apply({'params': gp, **g_ms}, z, train=True, **label_kwargs(y_fake)),
@@ -605,12 +596,13 @@ def coop_step(
   )
   opts.check(game, where)
   ema_decay = validate_common(n_dis, ema_decay, None)
+  step_opts = StepOptions(n_dis, ema_decay, axis_name, None, False)
   if game.d_batch_coupled:
     _check_chain_coupling(langevin_stats, True, where)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     block = _first_block(game, batch, n_dis)
-    return _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block)
+    return _coop_iteration(game, g_tx, d_tx, opts, step_opts, state, block)
 
   def first_call(state, batch, concrete):
     first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
@@ -620,18 +612,11 @@ def coop_step(
   return checked_step(step, first_call)
 
 
-def _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block):
+def _coop_iteration(game, g_tx, d_tx, opts, step_opts, state, block):
   """The body of :func:`coop_step` on the iteration's ``B`` rows ``block``."""
   g_vars, d_vars, key = state.g.variables, state.d.variables, step_key(state)
   grads = _coop_pass(game, g_vars, d_vars, block, key, opts, 'coop_step')
-  g_grads, d_grads, model_states, metrics = grads
-  d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
-    (d_grads, model_states['d'], g_grads, model_states['g'], metrics), axis_name
-  )
-  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
-  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-  ema = update_ema(state.ema_params, g_player, ema_decay)
-  return state.replace(step=state.step + 1, g=g_player, d=d_player, ema_params=ema), metrics
+  return apply_gan_gradients(state, grads, g_tx, d_tx, step_opts)
 
 
 def _first_block(game: Game, batch: dict, n_dis: int) -> dict:

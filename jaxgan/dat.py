@@ -92,9 +92,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgan.game import ApplyFn, DPerturbation
+from jaxgan.game import ApplyFn, DPerturbation, label_kwargs
 from jaxgan.losses import GANLoss
 from jaxgan.state import split_variables
+from jaxgan.steps import perturbed_inputs, real_fake_forward
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -398,16 +399,20 @@ def make_dat_perturbation(config: DATConfig | None = None, **kwargs) -> DPerturb
   return perturb
 
 
-def _frozen_logits(d_apply: ApplyFn, d_variables: dict, label: Array | None = None) -> LogitsFn:
-  """D with stop-gradient variables, batch statistics used but not stored."""
-  frozen = jax.lax.stop_gradient(d_variables)
-  kw = {} if label is None else {'label': label}
-
-  def logits(x):
-    out, _ = d_apply(frozen, x, train=True, **kw)
-    return out
-
-  return logits
+def _check_loss_args(mix, d_variables: dict, real_label, fake_label) -> None:
+  if not (isinstance(mix, numbers.Real) and not isinstance(mix, bool) and 0.0 <= mix <= 1.0):
+    raise ValueError(f'DAT mix must be a number in [0, 1], got {mix!r} (reference: 0.0).')
+  if 'params' not in d_variables:
+    raise ValueError(
+      f"dat_d_loss: d_variables must be {{'params': ..., **model_state}}, got keys "
+      f'{sorted(d_variables)}.'
+    )
+  if (real_label is None) != (fake_label is None):
+    raise ValueError(
+      'dat_d_loss: pass both real_label and fake_label (conditional D) or neither, got '
+      f'real_label={"None" if real_label is None else "given"}, '
+      f'fake_label={"None" if fake_label is None else "given"}.'
+    )
 
 
 def dat_d_loss(
@@ -427,11 +432,10 @@ def dat_d_loss(
   """D's GAN loss under DAT: the attack, then the final D forwards.
 
   ``L = (1 - mix) * loss.d_loss(D(real'), D(fake')) + mix * loss.d_loss(D(real),
-  D(fake))``. The reference is ``mix = 0``. The attack runs with frozen
-  statistics. The adversarial forwards (real, then fake, statistics
-  threaded) alone update the model state. The clean forwards of ``mix > 0``
-  use batch statistics without storing them. Auxiliary losses (SSGAN
-  rotation, InfoMax) belong on the clean reals; add them outside.
+  D(fake))`` (reference: ``mix = 0``). The attack and the clean forwards of
+  ``mix > 0`` use batch statistics without storing them; the adversarial
+  forwards (real, then fake) alone update the model state. Auxiliary losses
+  (SSGAN rotation, InfoMax) belong on the clean reals; add them outside.
 
   Args:
     d_apply: D in the apply convention of :mod:`jaxgan.game`.
@@ -444,10 +448,8 @@ def dat_d_loss(
     config: the attack (``None``: the reference).
     mix: weight of the clean loss, in ``[0, 1]``.
     detach_fake: stop the gradient at ``fake`` (the reference). With
-      ``False``, the gradient with respect to ``fake`` is D's loss gradient
-      at the perturbed fakes, with the perturbation held constant: the
-      look-ahead form of the module docstring, not what jaxgan's one-stage
-      step gives G (G's clean-loss gradient).
+      ``False`` it is D's loss gradient at the perturbed fakes (the look-ahead
+      form, not G's clean-loss gradient that the one-stage step gives G).
     real_label: int labels ``[B]`` of the reals (conditional D only).
     fake_label: int labels ``[B]`` of the fakes (conditional D only).
 
@@ -455,45 +457,35 @@ def dat_d_loss(
     ``(loss, new_model_state)``: a scalar, and the non-param collections of
     ``d_variables`` after the adversarial forwards (``{}`` if none).
   """
-  cfg = _as_config(config, {})
-  if not (isinstance(mix, numbers.Real) and not isinstance(mix, bool) and 0.0 <= mix <= 1.0):
-    raise ValueError(f'DAT mix must be a number in [0, 1], got {mix!r} (reference: 0.0).')
-  if 'params' not in d_variables:
-    raise ValueError(
-      f"dat_d_loss: d_variables must be {{'params': ..., **model_state}}, got keys "
-      f'{sorted(d_variables)}.'
-    )
+  _check_loss_args(mix, d_variables, real_label, fake_label)
   real = jax.lax.stop_gradient(real)
   if detach_fake:
     fake = jax.lax.stop_gradient(fake)
-  if (real_label is None) != (fake_label is None):
-    raise ValueError(
-      'dat_d_loss: pass both real_label and fake_label (conditional D) or neither, got '
-      f'real_label={"None" if real_label is None else "given"}, '
-      f'fake_label={"None" if fake_label is None else "given"}.'
-    )
-  kw_r = {} if real_label is None else {'label': real_label}
-  kw_f = {} if fake_label is None else {'label': fake_label}
-  logits_fns = _frozen_logits(d_apply, d_variables)
-  if real_label is not None:
-    logits_fns = (
-      _frozen_logits(d_apply, d_variables, real_label),
-      _frozen_logits(d_apply, d_variables, fake_label),
-    )
-  real_adv, fake_adv = pgd_perturbation(logits_fns, real, fake, cfg, key)
-  real_in = real + jax.lax.stop_gradient(real_adv - real)
-  fake_in = fake + jax.lax.stop_gradient(fake_adv - fake)
+  real_in, fake_in = perturbed_inputs(
+    make_dat_perturbation(_as_config(config, {})),
+    d_apply,
+    d_variables,
+    real,
+    fake,
+    key,
+    real_label,
+    fake_label,
+    conditional=real_label is not None,
+  )
+  return _mixed_d_loss(
+    d_apply, d_variables, loss, (real, fake), (real_in, fake_in), mix, real_label, fake_label
+  )
 
+
+def _mixed_d_loss(d_apply, d_variables, loss, clean, perturbed, mix, real_label, fake_label):
+  """:func:`dat_d_loss` from its inputs: ``(1 - mix) * L(perturbed) + mix * L(clean)``."""
   params = d_variables['params']
-  state = {k: v for k, v in d_variables.items() if k != 'params'}
-  q, new = d_apply({'params': params, **state}, real_in, train=True, **kw_r)
-  state = {**state, **new}
-  p, new = d_apply({'params': params, **state}, fake_in, train=True, **kw_f)
-  state = {**state, **new}
+  model_state = {k: v for k, v in d_variables.items() if k != 'params'}
+  q, p, state = real_fake_forward(d_apply, params, model_state, *perturbed, real_label, fake_label)
   total = loss.d_loss(q, p)
   if mix > 0.0:
-    q_clean, _ = d_apply(d_variables, real, train=True, **kw_r)
-    p_clean, _ = d_apply(d_variables, fake, train=True, **kw_f)
+    q_clean, _ = d_apply(d_variables, clean[0], train=True, **label_kwargs(real_label))
+    p_clean, _ = d_apply(d_variables, clean[1], train=True, **label_kwargs(fake_label))
     total = (1.0 - mix) * total + mix * loss.d_loss(q_clean, p_clean)
   return total, state
 

@@ -49,24 +49,21 @@ from jaxgan.steps import (
   GANGradients,
   Step,
   StepOptions,
-  apply_gradients,
+  apply_gan_gradients,
   augment_inputs,
   balance_triple,
   checked_step,
   cross_replica_mean,
+  d_forward,
   d_inputs,
   d_regularization,
-  fake_labels,
   first_call_checks,
   frozen_logits_fn,
   g_regularization,
   merge_model_state,
-  split_dis_batches,
-  split_labels,
-  split_latents,
+  one_pass_inputs,
   split_variables,
   step_key,
-  update_ema,
   validate_common,
 )
 
@@ -214,16 +211,8 @@ def gradients(
 
 def _inputs(game: Game, batch: dict, key: Array, where: str):
   """Real images, G's input, labels and keys of one pass (the step's key layout)."""
-  real = split_dis_batches(batch['image'], 1, where=where)[0]
-  latents = split_latents(batch, 1, where=where)
-  ys = split_labels(batch, game, 1, where=where)
-  y_real = None if ys is None else ys[0]
   k_z, k_in, k_dreg, k_greg, _ = jax.random.split(key, 5)
-  if latents is None:
-    z = game.sample_latents(k_z, real.shape[0])
-  else:
-    z = jax.tree.map(lambda x: x[0], latents)
-  y_fake = fake_labels(game, k_z, real.shape[0])
+  real, z, y_real, y_fake = one_pass_inputs(game, batch, k_z, where=where)
   return real, z, y_real, y_fake, (k_in, k_dreg, k_greg)
 
 
@@ -296,10 +285,8 @@ def _one_stage_pass(game, g_variables, d_variables, batch, key, mode, *, where):
   def d_fwd(dp, xf):
     d_vars = {'params': dp, **d_ms}
     _, _, real_in, fake_in = d_inputs(game, d_vars, real, xf, k_in, y_real, y_fake)
-    q, ms = game.d_apply(d_vars, real_in, train=True, **label_kwargs(y_real))
-    ms = merge_model_state(d_ms, ms)
-    p, ms2 = game.d_apply({'params': dp, **ms}, fake_in, train=True, **label_kwargs(y_fake))
-    return (q, p), merge_model_state(ms, ms2)
+    q, p, ms = d_forward(game, dp, d_ms, real_in, fake_in, y_real, y_fake)
+    return (q, p), ms
 
   (q, p), d_vjp, d_new_ms = jax.vjp(d_fwd, d_params, fake, has_aux=True)
 
@@ -397,18 +384,7 @@ def _one_stage_iteration(game, g_tx, d_tx, opts, mode, state, batch):
   grads, aux = _one_stage_pass(
     game, state.g.variables, state.d.variables, batch, key, mode, where='one_stage_step'
   )
-  g_grads, d_grads, model_states, metrics = grads
-  d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
-    (d_grads, g_grads, model_states['d'], model_states['g'], metrics), opts.axis_name
-  )
-  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=opts.weight_clip)
-  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-  new_state = state.replace(
-    step=state.step + 1,
-    g=g_player,
-    d=d_player,
-    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
-  )
+  new_state, metrics = apply_gan_gradients(state, grads, g_tx, d_tx, opts)
   if opts.measure_balance:
     z, fake, real, y_real, y_fake = aux
     k_bal = jax.random.split(key, 5)[4]

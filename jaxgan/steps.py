@@ -46,7 +46,14 @@ import optax
 
 from jaxgan import checks
 from jaxgan.checks import check_image_batch
-from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
+from jaxgan.game import (
+  ApplyFn,
+  DPerturbation,
+  Game,
+  check_label_regularizers,
+  label_kwargs,
+  sample_labels,
+)
 from jaxgan.state import GANState, Player, split_variables
 
 Array = jax.Array
@@ -145,10 +152,10 @@ def merge_model_state(old: dict, new: dict) -> dict:
   return {**old, **new}
 
 
-def frozen_logits_fn(
-  game: Game, d_variables: dict, label: Array | None = None
+def frozen_logits(
+  d_apply: ApplyFn, d_variables: dict, label: Array | None = None
 ) -> Callable[[Array], Array]:
-  """D as ``x -> logits`` with stop-gradient params and statistics not stored.
+  """D as ``x -> logits`` with stop-gradient variables and statistics not stored.
 
   Batch statistics are used (train mode) but the updated collections are
   dropped, as attacks and Langevin chains need. ``label`` (``[B]``,
@@ -157,10 +164,17 @@ def frozen_logits_fn(
   frozen = jax.lax.stop_gradient(d_variables)
 
   def logits(x):
-    out, _ = game.d_apply(frozen, x, train=True, **label_kwargs(label))
+    out, _ = d_apply(frozen, x, train=True, **label_kwargs(label))
     return out
 
   return logits
+
+
+def frozen_logits_fn(
+  game: Game, d_variables: dict, label: Array | None = None
+) -> Callable[[Array], Array]:
+  """:func:`frozen_logits` of the game's D."""
+  return frozen_logits(game.d_apply, d_variables, label)
 
 
 # fold_in constant deriving a fake batch's label key from its latent key: the
@@ -237,31 +251,72 @@ def d_inputs(
   real_in, fake_in = real_aug, fake_aug
   if game.d_perturbation is not None:
     k_pert = jax.random.split(key, 3)[2]
-    logits_fn = frozen_logits_fn(game, d_variables)
-    if game.conditional:
-      logits_fn = (
-        frozen_logits_fn(game, d_variables, real_label),
-        frozen_logits_fn(game, d_variables, fake_label),
-      )
-    real_adv, fake_adv = game.d_perturbation(logits_fn, real_aug, fake_aug, k_pert)
-    real_in = real_aug + jax.lax.stop_gradient(real_adv - real_aug)
-    fake_in = fake_aug + jax.lax.stop_gradient(fake_adv - fake_aug)
+    real_in, fake_in = perturbed_inputs(
+      game.d_perturbation,
+      game.d_apply,
+      d_variables,
+      real_aug,
+      fake_aug,
+      k_pert,
+      real_label,
+      fake_label,
+      conditional=game.conditional,
+    )
   return real_aug, fake_aug, real_in, fake_in
 
 
-def d_forward(
-  game: Game, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
+def perturbed_inputs(
+  perturbation: DPerturbation,
+  d_apply: ApplyFn,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+  *,
+  conditional: bool,
+) -> tuple[Array, Array]:
+  """D's inputs at the points ``perturbation`` (DAT) finds: ``x + stop_gradient(x_adv - x)``.
+
+  The perturbation sees D frozen (:func:`frozen_logits`); in a conditional game
+  the pair of logits functions of the real and the fake labels. Gradients flow
+  to ``real``/``fake`` as through the identity, never through the attack.
+  """
+  logits_fn = frozen_logits(d_apply, d_variables)
+  if conditional:
+    logits_fn = (
+      frozen_logits(d_apply, d_variables, real_label),
+      frozen_logits(d_apply, d_variables, fake_label),
+    )
+  real_adv, fake_adv = perturbation(logits_fn, real, fake, key)
+  real_in = real + jax.lax.stop_gradient(real_adv - real)
+  fake_in = fake + jax.lax.stop_gradient(fake_adv - fake)
+  return real_in, fake_in
+
+
+def real_fake_forward(
+  d_apply: ApplyFn, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
 ):
   """D on real then fake (two calls, statistics threaded). Returns q, p, state.
 
   ``real_label``/``fake_label``: the labels ``[B]`` of a conditional game.
   """
-  q, ms = game.d_apply(
+  q, ms = d_apply(
     {'params': d_params, **d_model_state}, real_in, train=True, **label_kwargs(real_label)
   )
   ms = merge_model_state(d_model_state, ms)
-  p, ms2 = game.d_apply({'params': d_params, **ms}, fake_in, train=True, **label_kwargs(fake_label))
+  p, ms2 = d_apply({'params': d_params, **ms}, fake_in, train=True, **label_kwargs(fake_label))
   return q, p, merge_model_state(ms, ms2)
+
+
+def d_forward(
+  game: Game, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
+):
+  """:func:`real_fake_forward` of the game's D."""
+  return real_fake_forward(
+    game.d_apply, d_params, d_model_state, real_in, fake_in, real_label, fake_label
+  )
 
 
 def d_regularization(
@@ -351,7 +406,7 @@ def balance_triple(
   real_label: Array | None = None,
   fake_label: Array | None = None,
 ) -> dict:
-  """The DDST balance-ratio measurements with D after its update (ddst.md §1).
+  """The balance-ratio measurements of DDST with D after its update (Wang et al., NeurIPS 2023).
 
   Returns ``{'balance/df', 'balance/gf', 'balance/dr'}``: ``df`` = mean
   D(G_pre(z)) (given, when G's loss forward already went through the updated
@@ -417,6 +472,47 @@ class StepOptions(NamedTuple):
   axis_name: str | None
   weight_clip: float | None
   measure_balance: bool
+
+
+def one_pass_inputs(game: Game, batch: dict, k_z: Array, *, where: str):
+  """Real images, G's input and the labels of an iteration that makes one pass over ``batch``.
+
+  Returns ``(real [B, ...], z, real_label, fake_label)``: ``z`` is ``batch['latent']``
+  when given, else drawn with ``k_z``; the fake labels come from ``k_z`` (:func:`fake_labels`);
+  labels are ``None`` in an unconditional game.
+  """
+  real = split_dis_batches(batch['image'], 1, where=where)[0]
+  latents = split_latents(batch, 1, where=where)
+  ys = split_labels(batch, game, 1, where=where)
+  y_real = None if ys is None else ys[0]
+  if latents is None:
+    z = game.sample_latents(k_z, real.shape[0])
+  else:
+    z = jax.tree.map(lambda x: x[0], latents)
+  return real, z, y_real, fake_labels(game, k_z, real.shape[0])
+
+
+def next_state(state: GANState, g: Player, d: Player, ema_decay: float) -> GANState:
+  """``state`` after an iteration: the new players, G's EMA updated, the step counted."""
+  return state.replace(
+    step=state.step + 1, g=g, d=d, ema_params=update_ema(state.ema_params, g, ema_decay)
+  )
+
+
+def apply_gan_gradients(
+  state: GANState, grads: GANGradients, g_tx, d_tx, opts: StepOptions
+) -> tuple[GANState, dict]:
+  """Both players stepped from one iteration's gradients (averaged over ``opts.axis_name``).
+
+  Returns the :func:`next_state` and the averaged metrics.
+  """
+  g_grads, d_grads, model_states, metrics = grads
+  d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
+    (d_grads, g_grads, model_states['d'], model_states['g'], metrics), opts.axis_name
+  )
+  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=opts.weight_clip)
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  return next_state(state, g_player, d_player, opts.ema_decay), metrics
 
 
 def first_call_checks(
@@ -678,12 +774,7 @@ def _two_stage_iteration(game, g_tx, d_tx, opts, state, batch):
   grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), opts.axis_name)
   g_player = apply_gradients(state.g, g_tx, grads, g_ms)
   df = g_metrics.pop('df')
-  new_state = state.replace(
-    step=state.step + 1,
-    g=g_player,
-    d=d_player,
-    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
-  )
+  new_state = next_state(state, g_player, d_player, opts.ema_decay)
   metrics = {**d_metrics, **g_metrics}
   if opts.measure_balance:
     y_last = None if ys is None else ys[-1]
