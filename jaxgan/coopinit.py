@@ -223,9 +223,28 @@ def langevin_revise(
   """
   _check_langevin(n_steps, step_size, noise_scale, ref_sigma, clip)
   sigma = step_size if noise_scale is None else noise_scale
-  drift = 0.5 * step_size**2
   x0 = jax.lax.stop_gradient(x0)
-  batch = x0.shape[0]
+  body = _langevin_step(d_logits_fn, x0.shape[0], step_size, sigma, ref_sigma, clip)
+  if n_steps == 0:
+    return x0
+  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+    raise ValueError(f'langevin_revise: unroll must be an int >= 1, got {unroll!r} (default 32).')
+  unroll = min(unroll, n_steps)
+  if not sigma:  # deterministic ascent: no key needed, none consumed
+    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=unroll)
+  elif key is None:
+    raise ValueError(
+      f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
+      'noise_scale=0.0 for deterministic gradient ascent.'
+    )
+  else:
+    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=unroll)
+  return jax.lax.stop_gradient(x)
+
+
+def _langevin_step(d_logits_fn, batch: int, step_size, sigma, ref_sigma, clip):
+  """One step of :func:`langevin_revise` as a scan body ``(x, key) -> (x, None)``."""
+  drift = 0.5 * step_size**2
 
   def neg_energy_sum(x):
     f = d_logits_fn(x)
@@ -249,21 +268,7 @@ def langevin_revise(
       x = jnp.clip(x, clip[0], clip[1])
     return x, None
 
-  if n_steps == 0:
-    return x0
-  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
-    raise ValueError(f'langevin_revise: unroll must be an int >= 1, got {unroll!r} (default 32).')
-  unroll = min(unroll, n_steps)
-  if not sigma:  # deterministic ascent: no key needed, none consumed
-    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=unroll)
-  elif key is None:
-    raise ValueError(
-      f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
-      'noise_scale=0.0 for deterministic gradient ascent.'
-    )
-  else:
-    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=unroll)
-  return jax.lax.stop_gradient(x)
+  return body
 
 
 # ----------------------------------------------------------------------------
@@ -762,26 +767,31 @@ def make_phased_step(
   last = {'step': None, 'value': None, 'phase': None}
 
   def phased(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    entry = _coop_entry(state)
-    if last['step'] is not None and state.step is last['step']:
-      t, phase = last['value'], last['phase']
-    else:
-      t, phase = _host_scalar(state.step), _host_scalar(entry['phase'])
-    if t < t_init:
-      if phase != PHASE_COOP:
-        raise ValueError(
-          f'state at step {t} is already in the adversarial phase but t_init={t_init}: the '
-          'cooperative phase cannot restart. Resume with the t_init the run was started with '
-          f'(at most {t}).'
-        )
-      new, metrics = coop(state, batch)
-      phase = PHASE_COOP
-    else:
-      if phase == PHASE_COOP:
-        state = switch(state)
-      new, metrics = adversarial(state, batch)
-      phase = PHASE_ADVERSARIAL
-    last.update(step=new.step, value=t + 1, phase=phase)
-    return new, metrics
+    return _phased_call(coop, adversarial, switch, t_init, last, state, batch)
 
   return phased
+
+
+def _phased_call(coop, adversarial, switch, t_init, last, state, batch):
+  """One call of :func:`make_phased_step`'s step; ``last`` caches the host's step and phase."""
+  entry = _coop_entry(state)
+  if last['step'] is not None and state.step is last['step']:
+    t, phase = last['value'], last['phase']
+  else:
+    t, phase = _host_scalar(state.step), _host_scalar(entry['phase'])
+  if t < t_init:
+    if phase != PHASE_COOP:
+      raise ValueError(
+        f'state at step {t} is already in the adversarial phase but t_init={t_init}: the '
+        'cooperative phase cannot restart. Resume with the t_init the run was started with '
+        f'(at most {t}).'
+      )
+    new, metrics = coop(state, batch)
+    phase = PHASE_COOP
+  else:
+    if phase == PHASE_COOP:
+      state = switch(state)
+    new, metrics = adversarial(state, batch)
+    phase = PHASE_ADVERSARIAL
+  last.update(step=new.step, value=t + 1, phase=phase)
+  return new, metrics

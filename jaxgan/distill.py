@@ -187,32 +187,10 @@ class _Parts:
     return -loss, (merge_model_state(g_model_state, g_new), s_ms)
 
 
-def _parts(
-  g_apply,
-  student_apply,
-  teacher_apply,
-  teacher_variables,
-  s_tx,
-  axis_name,
-  sample_latents,
-  *,
-  student_steps: int,
-  batch_size: int,
-  latent_dim: int,
-  where: str,
-) -> _Parts:
-  """The builders' arguments checked and closed over."""
-  _validate(teacher_variables, student_steps, batch_size, latent_dim, where)
+def _sampler(sample_latents, latent_dim: int, batch_size: int) -> Callable[[Array], Array]:
+  """``key -> z [batch_size, nz]``: ``sample_latents`` or a standard normal."""
   sampler = sample_latents or gaussian_latents(latent_dim)
-  return _Parts(
-    g_apply,
-    student_apply,
-    teacher_apply,
-    teacher_variables,
-    s_tx,
-    axis_name,
-    lambda key: sampler(key, batch_size),
-  )
+  return lambda key: sampler(key, batch_size)
 
 
 def two_stage_distill_step(
@@ -256,19 +234,9 @@ def two_stage_distill_step(
     (``L`` of the last student update, before it), ``distill/g_loss`` (``-L``
     at G's update) and ``distill/student_updates`` (``k``).
   """
-  parts = _parts(
-    g_apply,
-    student_apply,
-    teacher_apply,
-    teacher_variables,
-    s_tx,
-    axis_name,
-    sample_latents,
-    student_steps=student_steps,
-    batch_size=batch_size,
-    latent_dim=latent_dim,
-    where='two_stage_distill_step',
-  )
+  _validate(teacher_variables, student_steps, batch_size, latent_dim, 'two_stage_distill_step')
+  models = (g_apply, student_apply, teacher_apply, teacher_variables)
+  parts = _Parts(*models, s_tx, axis_name, _sampler(sample_latents, latent_dim, batch_size))
 
   def step(state: GANState) -> tuple[GANState, dict]:
     return _two_stage_distill_iteration(parts, g_tx, student_steps, state)
@@ -342,19 +310,9 @@ def one_stage_distill_step(
     (``L`` of the shared pass, before the updates), ``distill/g_loss``
     (``-L`` of the same pass) and ``distill/student_updates`` (``k``).
   """
-  parts = _parts(
-    g_apply,
-    student_apply,
-    teacher_apply,
-    teacher_variables,
-    s_tx,
-    axis_name,
-    sample_latents,
-    student_steps=student_steps,
-    batch_size=batch_size,
-    latent_dim=latent_dim,
-    where='one_stage_distill_step',
-  )
+  _validate(teacher_variables, student_steps, batch_size, latent_dim, 'one_stage_distill_step')
+  models = (g_apply, student_apply, teacher_apply, teacher_variables)
+  parts = _Parts(*models, s_tx, axis_name, _sampler(sample_latents, latent_dim, batch_size))
 
   def step(state: GANState) -> tuple[GANState, dict]:
     return _one_stage_distill_iteration(parts, g_tx, s_tx, student_steps, state)
