@@ -1,36 +1,22 @@
-"""One-stage GAN training (OSGAN, Shen et al. CVPR 2021).
+"""One-stage GAN training: both players from one pass.
 
-G and D are updated from one forward pass of each network and one backward
-pass, with explicit :func:`jax.vjp`:
+Shen, Yin, Wang, Li, Song and Song, "Training Generative Adversarial Networks in One Stage"
+(CVPR 2021). One G forward, one D forward on the reals and the fakes and one backward of D's
+loss (explicit :func:`jax.vjp`) give D its gradient; the cotangent reaching G's output is made
+G's own by the rule ``mode`` names:
 
-* ``mode='symmetric'`` (minimax, WGAN: ``g == -f``): the cotangent reaching G's
-  output is negated, a gradient reversal. Exact for any D, BatchNorm included.
-* ``mode='asymmetric'`` (non-saturating, LSGAN): the cotangent of each fake
-  sample is scaled by the stop-gradient per-sample ``gamma_i = g'(p_i)/f'(p_i)``
-  (closed forms in :mod:`jaxgan.losses`). Exact only when D treats samples
-  independently; refused for a batch-coupled D and for hinge (``f' = 0``).
-* ``mode='exact'`` (beyond the paper): D's backward is taken a second time with
-  G's own cotangent ``g'(p)/B``; exact for any loss and any D. It still saves a
-  G forward and a D forward over two-stage training.
-* ``mode='auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when that
-  is exact, else ``exact``.
+* ``'symmetric'`` (minimax, WGAN: ``g = -f``): negated, a gradient reversal; exact for any D.
+* ``'asymmetric'`` (non-saturating, LSGAN): each fake's cotangent scaled by the stop-gradient
+  ``gamma_i = g'(p_i) / f'(p_i)`` (the paper's gradient decomposition); exact only for a D that
+  treats samples independently, so refused for a batch-coupled D and for hinge (``f' = 0``).
+* ``'exact'`` (beyond the paper): D's backward taken again with G's cotangent ``g'(p) / B``;
+  exact for any loss and any D.
+* ``'auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when exact, else ``exact``.
 
-One-stage training is simultaneous gradient descent: G's gradient goes through
-the D of the same iteration (before its update) on the same ``z``. The
-reference configs use much smaller D learning rates than two-stage (e.g. 1.35e-5
-against 2e-4 on MNIST); see ``experiments/configs/osgan_*``.
-
-With DiffAugment (``game.d_input_transform``), the transform sits between G's
-output and D inside the one backward; it is per-sample, so the rules stay exact.
-With DAT (``game.d_perturbation``) the perturbation applies to D's own
-gradient only: D's loss is evaluated at the perturbed inputs, while G's
-cotangent is taken at the clean (augmented) fakes, by one more D forward and
-input backward on the fake batch with G's own ``g'(p)/B`` (statistics
-frozen). G thus gets exactly the gradient of its clean loss through the D of
-this iteration, as in two-stage DAT where G's step is unchanged. (Reusing the
-perturbed-point cotangent would make G minimize ``g(D(G(z) + delta))``: a
-different, look-ahead objective, measured 0.47 relative gradient difference
-on a DAT-trained toy D.)
+It is simultaneous gradient descent: G's gradient goes through this iteration's D on the same
+``z``. DiffAugment sits inside the one backward; with DAT, D's loss is taken at the perturbed
+inputs and G's cotangent at the clean fakes. ``docs/TECHNIQUES.md`` (One-stage training) gives
+the derivation, the costs and the reference's learning rates.
 """
 
 from __future__ import annotations

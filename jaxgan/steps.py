@@ -1,37 +1,22 @@
 """The alternating (two-stage) GAN step and the helpers every step shares.
 
-A step is ``step(state, batch) -> (state, metrics)``: pure, jit-able, and
-compiled once. ``batch['image']`` holds ``n_dis * B`` real images (one real batch
-of ``B`` per D update); ``metrics`` is a flat dict of scalars.
+A step is ``step(state, batch) -> (state, metrics)``: pure, jit-able, compiled once.
+``batch['image']`` holds ``n_dis * B`` real images (one batch of ``B`` per D update) and, in a
+class-conditional game, ``batch['label']`` their labels; ``metrics`` is a flat dict of scalars.
+Randomness comes from ``fold_in(state.rng, state.step)``, so a resumed run draws the same numbers.
 
-Each step draws its randomness from ``fold_in(state.rng, state.step)``, so a
-resumed run draws the same numbers as an uninterrupted one.
+Every step is a thin wrapper over gradient functions a user can call from a loop of their own
+(a ``TrainState``, an ``nnx.Optimizer``, any optax chain): :func:`d_gradients` and
+:func:`g_gradients` here, over :func:`d_player_loss` and :func:`g_player_loss` (each player's
+loss with every game transform: DiffAugment, the DAT perturbation, regularizers, labels);
+:func:`jaxgan.onestage.gradients` and :func:`jaxgan.coopinit.gradients` for the other steps.
 
-Every step is a thin wrapper over gradient functions a user can call from a
-loop of their own (a ``flax.training.train_state.TrainState``, an
-``nnx.Optimizer``, any optax chain): here :func:`d_gradients` and
-:func:`g_gradients` (the two-stage players), built on :func:`d_player_loss` and
-:func:`g_player_loss` (each player's loss with every game transform: DiffAugment,
-the DAT perturbation, regularizers, labels); :func:`jaxgan.onestage.gradients`
-and :func:`jaxgan.coopinit.gradients` for the other steps.
-
-The steps check their inputs once, before compiling (:mod:`jaxgan.checks`):
-the batch's shape and dtype, each optimizer state against its optimizer, and,
-on a first call with concrete arrays, the image range. Called on concrete
-arrays a step compiles itself (``jax.jit``, no donation) after those checks;
-called under a caller's ``jax.jit``/``pmap``/``shard_map`` it is traced as a
-pure function and checks what tracing can see (shapes, dtypes, structures).
-
-EMA: a step updates the EMA of G that the state keeps (``state.ema_params``,
-``create_state(use_ema=True)``, the default) with ``ema_decay``, or with
-:data:`DEFAULT_EMA_DECAY` when ``ema_decay`` is ``None``; a state without an EMA
-(``use_ema=False``) has none to update. The EMA is never left frozen.
-
-Class-conditional games (``game.num_classes > 0``): ``batch['label']`` holds
-the ``n_dis * B`` int labels of the real images and goes to D with them; each
-fake batch gets uniform labels drawn from ``fold_in`` of its latent key
-(:func:`fake_labels`), given to G and to D with the fakes. Unconditional games
-draw no labels and pass none, so their steps are unchanged.
+A step checks its inputs once, before compiling (:mod:`jaxgan.checks`). Called on concrete
+arrays it compiles itself (``jax.jit``, no donation); under a caller's ``jit``, ``pmap`` or
+``shard_map`` it is traced as a pure function. A state that keeps an EMA of G
+(``create_state(use_ema=True)``) has it updated with ``ema_decay``, or
+:data:`DEFAULT_EMA_DECAY` when that is ``None``, under the constraints of G's optimizer
+(:func:`constrain_params`: pruned weights stay zero).
 """
 
 from __future__ import annotations
@@ -437,7 +422,7 @@ def balance_triple(
 
 
 def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | None) -> float:
-  """Checks the shared builder arguments; returns the EMA decay to use (module docstring)."""
+  """Checks the shared builder arguments; returns the EMA decay to use (``None``: the default)."""
   if not isinstance(n_dis, int) or n_dis < 1:
     raise ValueError(f'n_dis must be a positive int, got {n_dis!r}.')
   if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
