@@ -1,9 +1,10 @@
-"""Turns a config into the pieces of a run: data, models, optimizers, game, steps.
+"""Turns a config into the pieces of a run: data, models, optimizers, game, step.
 
-This is where the techniques meet: the config names them, and
-:func:`build_run` wires each into the game (D-input transform, D perturbation,
-regularizers), the optimizers (sparse masks) and the loop's slow schedules.
-Every check of a config value happens here, before anything is compiled.
+:func:`build_run` builds what every run has (the data, the models, Adam, the loss, the
+adversarial step) and lets each technique the config turns on add its part, in the order of
+:data:`jaxgan.wiring.TECHNIQUES`: optimizer wrappers, game entries, step options, state,
+a step wrapper, per-step work. The techniques' own wiring lives in :mod:`jaxgan.wiring`;
+nothing here names one. Every check of a config value happens before anything is compiled.
 """
 
 from __future__ import annotations
@@ -18,35 +19,17 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgan import (
-  advaug,
-  augment,
-  coopinit,
-  dat,
-  evaluation,
-  infomax,
-  lipschitz,
-  losses,
-  models,
-  onestage,
-  parallel,
-  regularizers,
-  sparse,
-  ssgan,
-  writers,
-)
 from jaxgan import data as jdata
+from jaxgan import evaluation, lipschitz, losses, models, onestage, parallel, wiring, writers
 from jaxgan.data import image_folder
 from jaxgan.game import Game, gaussian_latents, label_kwargs, make_apply, sample_labels
-from jaxgan.models import selfsup
 from jaxgan.models.conditional import class_grid_labels
-from jaxgan.sparse import lottery
 from jaxgan.state import GANState, create_state
-from jaxgan.steps import d_forward, frozen_logits_fn, step_key, two_stage_step
+from jaxgan.steps import frozen_logits_fn, step_key, two_stage_step
+from jaxgan.wiring.base import TOY_DATASETS, StepInfo, Technique
 
 TRAINERS = ('two_stage', 'one_stage')
 PRECISIONS = ('float32', 'bfloat16')
-TOY_DATASETS = ('8ring', '25grid')
 
 
 def _fail(field: str, value, fix: str):
@@ -89,45 +72,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for b in ('b1', 'b2'):
       if not 0.0 <= opt[b] < 1.0:
         _fail(f'{name}.{b}', opt[b], 'Adam betas lie in [0, 1).')
-  for field in ('weight_clip', 'r1_weight', 'gp_weight'):
-    if config[field] < 0:
-      _fail(field, config[field], 'use a value >= 0 (0 turns it off).')
-  _validate_selfsup(config)
-  ticket = config.get('lottery', {}).get('ticket', '')
-  if ticket:
-    if not Path(ticket).is_file():
-      _fail(
-        'lottery.ticket', ticket, 'give the .npz of G masks written by experiments.lottery_mnist.'
-      )
-    if config.sparse.enabled:
-      _fail('lottery.ticket', ticket, "a ticket fixes G's masks: set sparse.enabled=False with it.")
+  if config.weight_clip < 0:
+    _fail('weight_clip', config.weight_clip, 'use a value >= 0 (0 turns it off).')
+  wiring.validate(config)
+  _validate_d_heads(config)
 
 
 SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
 
 
-def _validate_selfsup(config: ml_collections.ConfigDict) -> None:
-  """The ``ssgan`` and ``infomax`` sections, and the D head they need."""
-  need = []
-  ss, im = config.get('ssgan'), config.get('infomax')
-  if ss is not None and ss.enabled:
-    for field in ('d_weight', 'g_weight'):
-      if not isinstance(ss[field], int | float) or ss[field] < 0:
-        _fail(
-          f'ssgan.{field}', ss[field], 'use a value >= 0 (Mimicry: d_weight 1.0, g_weight 0.2).'
-        )
-    if ss.get('rotations', 'all') not in ssgan.ROTATIONS:
-      _fail('ssgan.rotations', ss.rotations, f'choose one of {ssgan.ROTATIONS}.')
-    need.append('rotation')
-  if im is not None and im.enabled:
-    if not isinstance(im.weight, int | float) or im.weight < 0:
-      _fail('infomax.weight', im.weight, 'use a value >= 0 (Mimicry: 0.2).')
-    if im.get('negatives', 'same_position') not in infomax.NEGATIVES:
-      _fail('infomax.negatives', im.negatives, f'choose one of {infomax.NEGATIVES}.')
-    need.append('infomax')
-  if not need:
+def _validate_d_heads(config: ml_collections.ConfigDict) -> None:
+  """The auxiliary D heads the techniques that are on need (SSGAN, InfoMax)."""
+  users = [t for t in wiring.TECHNIQUES if t.enabled(config) and t.d_heads(config)]
+  if not users:
     return
-  section = ' and '.join({'rotation': 'ssgan', 'infomax': 'infomax'}[k] + '.enabled' for k in need)
+  need = [head for t in users for head in t.d_heads(config)]
+  section = ' and '.join(f'{t.section}.enabled' for t in users)
   if config.model not in SELFSUP_MODELS:
     _fail(
       'model',
@@ -175,7 +135,13 @@ def check_batch_values(batch: dict, config: ml_collections.ConfigDict) -> None:
 
 @dataclasses.dataclass
 class Run:
-  """The pieces of one run, built from a config by :func:`build_run`."""
+  """The pieces of one run, built from a config by :func:`build_run`.
+
+  ``techniques`` are the :class:`jaxgan.wiring.base.Technique` instances the config turns on,
+  in registry order: they add to the initial state (:meth:`init_state`) and wrap the compiled
+  step (:meth:`compiled_step`); the loop calls their ``after_step`` after every step
+  (:meth:`after_step`).
+  """
 
   config: ml_collections.ConfigDict
   arrays: dict
@@ -186,8 +152,7 @@ class Run:
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
   adversarial_step: Callable
-  coop_step: Callable | None = None
-  sparse_config: sparse.DDSTConfig | None = None
+  techniques: tuple[Technique, ...] = ()
   evaluate_fn: Callable[[GANState, int], dict] | None = None
 
   def init_state(self, key) -> GANState:
@@ -202,86 +167,42 @@ class Run:
       use_ema=self.config.ema_decay > 0,
       num_classes=self.game.num_classes,
     )
-    if self.coop_step is not None:
-      state = coopinit.with_coop_state(state)
-    if self.sparse_config is not None:
-      state = sparse.init_sparse_state(state, self.sparse_config)
-    if self.config.get('lottery', {}).get('ticket', ''):
-      state = sparse.sparsify_state(state)  # rewinding: theta0 * mask, EMA = rewound G
+    for technique in self.techniques:
+      state = technique.init_state(state)
     return state
 
   def compiled_step(self, mesh) -> Callable:
-    """The step the loop calls, compiled data-parallel over ``mesh``.
+    """The step the loop calls: the adversarial step compiled data-parallel over ``mesh``,
+    wrapped by the techniques (CoopInit runs its cooperative phase first)."""
+    step = parallel.jit_data_parallel(self.adversarial_step, mesh)
+    for technique in self.techniques:
+      step = technique.wrap_step(step, mesh)
+    return step
 
-    With CoopInit, the cooperative step runs until ``coopinit.t_init`` and the
-    adversarial one after it; the phase lives in the state (resumable).
-    """
-    adversarial = parallel.jit_data_parallel(self.adversarial_step, mesh)
-    if self.coop_step is None:
-      return adversarial
-    coop_cfg = self.config.coopinit
-    return coopinit.make_phased_step(
-      parallel.jit_data_parallel(self.coop_step, mesh),
-      adversarial,
-      coop_cfg.t_init,
-      g_tx=self.g_tx,
-      d_tx=self.d_tx,
-      reset_moments=coop_cfg.reset_moments,
-      jit=False,
-    )
-
-  def make_batches(self, *, process_index: int, process_count: int):
-    rows = self.config.batch_size * self.config.n_dis
-    return jdata.Batches(
-      self.arrays,
-      rows,
-      seed=self.config.seed,
-      process_index=process_index,
-      process_count=process_count,
-      local_device_count=jax.local_device_count(),
-    )
-
-  def before_step(self, state: GANState, step: int) -> GANState:
-    del step
-    return state
+  @property
+  def warmup_steps(self) -> int:
+    """Steps at the start that are not adversarial (CoopInit's cooperative phase)."""
+    return max((t.warmup_steps() for t in self.techniques), default=0)
 
   def after_step(
     self, state: GANState, metrics: dict, step: int, batch: dict
   ) -> tuple[GANState, dict]:
-    """Slow schedules after step ``step`` (0-based): sparse prune/regrow, DDST.
+    """Each technique's per-step work after step ``step`` (0-based), in registry order.
 
-    During a CoopInit phase the masks stay as they are (the masked optimizers
-    keep pruned weights at zero); prune/regrow, the BR window and the D-density
-    controller act on adversarial steps only, since the balance ratio and the
-    RigL gradients are those of the adversarial game. With
-    ``config.monitor_lipschitz`` the logs of every ``log_every``-th step also
-    hold D's input-gradient norms (:mod:`jaxgan.lipschitz`) on that step's real
-    batch and fresh fakes.
+    Returns the state and the techniques' logs (prune/regrow, the Lipschitz monitor...).
     """
-    real = batch['image'][: self.config.batch_size]
+    info = StepInfo(step, batch, metrics, adversarial=step >= self.warmup_steps)
     logs = {}
     done = step + 1
     if self.config.get('monitor_lipschitz', False) and (
       done % self.config.log_every == 0 or done == self.config.num_steps
     ):
+      real = batch['image'][: self.config.batch_size]
       logs.update(jax.device_get(self._lipschitz_fn()(state, real)))
-    if self.sparse_config is None:
-      return state, logs
-    if self.coop_step is not None and step < self.config.coopinit.t_init:
-      return state, logs
-    g_grads, d_grads = self._grad_fns()
-    real_label = None
-    if self.game.conditional:
-      real_label = jnp.asarray(batch['label'][: self.config.batch_size], jnp.int32)
-    state, sparse_logs = sparse.sparse_after_step(
-      state,
-      metrics,
-      done,
-      self.sparse_config,
-      g_grads_fn=g_grads,
-      d_grads_fn=lambda s: d_grads(s, real, real_label),
-    )
-    return state, {**logs, **sparse_logs}
+    for technique in self.techniques:
+      state, more = technique.after_step(state, info)
+      logs.update(more)
+    return state, logs
 
   def _lipschitz_fn(self):
     """Jitted ``(state, real) -> lipschitz/*`` norms of D at the state (EMA-free G)."""
@@ -300,41 +221,16 @@ class Run:
       self._lipschitz = norms
     return self._lipschitz
 
-  def _grad_fns(self):
-    """Jitted dense gradients of G's and D's losses (RigL regrowth)."""
-    if getattr(self, '_grads', None) is None:
-      game, b = self.game, self.config.batch_size
-
-      @jax.jit
-      def g_grads(state):
-        k_z = jax.random.fold_in(step_key(state), 101)
-        z = game.sample_latents(k_z, b)
-        kw = label_kwargs(sample_labels(game, jax.random.fold_in(k_z, 1), b))
-        d_vars = jax.lax.stop_gradient(state.d.variables)
-
-        def g_loss(gp):
-          fake, _ = game.g_apply({'params': gp, **state.g.model_state}, z, train=True, **kw)
-          return game.loss.g_loss(game.d_apply(d_vars, fake, train=True, **kw)[0])
-
-        return jax.grad(g_loss)(state.g.params)
-
-      @jax.jit
-      def d_grads(state, real, real_label=None):
-        k_z = jax.random.fold_in(step_key(state), 102)
-        z = game.sample_latents(k_z, real.shape[0])
-        y = sample_labels(game, jax.random.fold_in(k_z, 1), real.shape[0])
-        g_vars = jax.lax.stop_gradient(state.g.variables)
-        fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y))
-
-        def d_loss(dp):
-          fake_in = jax.lax.stop_gradient(fake)
-          q, p, _ = d_forward(game, dp, state.d.model_state, real, fake_in, real_label, y)
-          return game.loss.d_loss(q, p)
-
-        return jax.grad(d_loss)(state.d.params)
-
-      self._grads = (g_grads, d_grads)
-    return self._grads
+  def make_batches(self, *, process_index: int, process_count: int):
+    rows = self.config.batch_size * self.config.n_dis
+    return jdata.Batches(
+      self.arrays,
+      rows,
+      seed=self.config.seed,
+      process_index=process_index,
+      process_count=process_count,
+      local_device_count=jax.local_device_count(),
+    )
 
   def generate(self, state: GANState, z, label=None) -> np.ndarray:
     """Samples of the EMA G (else G) in eval mode; ``label`` ``[B]`` for a conditional run."""
@@ -419,72 +315,28 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
   return {'image': images, 'label': np.asarray(arrays['label'])}
 
 
-def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shape: tuple) -> Game:
-  """The Game of this config: loss, latents, regularizers, technique hooks."""
-  g_apply, d_apply = make_apply(g_module), make_apply(d_module)
-  num_classes = models.num_classes_of(g_module, d_module)
-  for name in ('advaug', 'ssgan', 'infomax'):
-    if num_classes and config.get(name, {}).get('enabled', False):
-      _fail(
-        f'{name}.enabled',
-        True,
-        f'{name} does not take class labels yet, and the models are class-conditional '
-        f'(num_classes={num_classes}). Set {name}.enabled=False, or model_kwargs.num_classes=0.',
-      )
-  d_regs = []
-  if config.r1_weight > 0:
-    d_regs.append(regularizers.r1_penalty(d_apply, config.r1_weight))
-  if config.gp_weight > 0:
-    d_regs.append(regularizers.wgan_gp_penalty(d_apply, config.gp_weight))
-  loss = losses.get_loss(config.loss)
-  g_regs = []
-  transform = augment.make_diff_augment(config.diffaugment) if config.diffaugment else None
-  if config.advaug.enabled:
-    cfg = advaug.AdvAugConfig(
-      steps=config.advaug.steps,
-      step_size=config.advaug.step_size,
-      norm=config.advaug.norm,
-      direction=config.advaug.direction,
-      weight=config.advaug.weight,
-    )
-    d_template = advaug.perturbation_template(d_module, jnp.zeros((2, *image_shape)))
-    g_template = advaug.perturbation_template(g_module, jnp.zeros((2, config.latent_dim)))
-    d_regs.append(advaug.make_d_regularizer(d_apply, loss, cfg, d_template))
-    # DiffAugment reaches G's clean loss only: the reference's adversarial G branch augments nothing.
-    g_regs.append(advaug.make_g_regularizer(g_apply, d_apply, loss, cfg, g_template))
-  ss, im = config.get('ssgan'), config.get('infomax')
-  if ss is not None and ss.enabled:  # rotation losses on clean (not DAT-perturbed) images
-    rot = selfsup.rotation_apply(d_module)
-    if ss.d_weight > 0:
-      d_regs.append(ssgan.make_d_regularizer(rot, ss.d_weight, ss.get('rotations', 'all')))
-    if ss.g_weight > 0:
-      g_regs.append(
-        ssgan.make_g_regularizer(g_apply, rot, ss.g_weight, transform, ss.get('rotations', 'all'))
-      )
-  if im is not None and im.enabled and im.weight > 0:  # InfoMax on clean images too
-    feats, neg = selfsup.infomax_apply(d_module), im.get('negatives', 'same_position')
-    d_regs.append(infomax.make_d_regularizer(feats, im.weight, neg))
-    g_regs.append(infomax.make_g_regularizer(g_apply, feats, im.weight, neg, transform))
-  perturbation = None
-  if config.dat.enabled:
-    perturbation = dat.make_dat_perturbation(
-      steps=config.dat.steps,
-      step_size=config.dat.step_size,
-      clip=config.dat.clip if config.dat.clip > 0 else None,
-      clamp_real=config.dat.clamp_real,
-    )
-  return Game(
-    g_apply=g_apply,
-    d_apply=d_apply,
-    loss=loss,
+def build_game(
+  config: ml_collections.ConfigDict,
+  g_module,
+  d_module,
+  image_shape: tuple,
+  techniques: list[Technique] | None = None,
+) -> Game:
+  """The Game of this config: the loss and latents, then each technique's entries.
+
+  ``techniques`` defaults to the ones the config turns on (:func:`jaxgan.wiring.active`).
+  """
+  game = Game(
+    g_apply=make_apply(g_module),
+    d_apply=make_apply(d_module),
+    loss=losses.get_loss(config.loss),
     sample_latents=gaussian_latents(config.latent_dim),
-    d_regularizers=tuple(d_regs),
-    g_regularizers=tuple(g_regs),
-    d_input_transform=transform,
-    d_perturbation=perturbation,
     d_batch_coupled=models.d_is_batch_coupled(d_module),
-    num_classes=num_classes,
+    num_classes=models.num_classes_of(g_module, d_module),
   )
+  for technique in wiring.active(config) if techniques is None else techniques:
+    game = technique.game(game, g_module, d_module, image_shape)
+  return game
 
 
 def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwargs) -> Callable:
@@ -499,62 +351,24 @@ def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwar
   return two_stage_step(game, g_tx, d_tx, n_dis=config.n_dis, **common)
 
 
-def _ticket_masks(path: str) -> Callable:
-  """``params -> masks`` of a saved lottery ticket (``lottery.masks_to_arrays`` as .npz).
-
-  G then trains from ``theta0 * mask`` (the seed's initial weights, i.e. rewound),
-  with pruned weights receiving no gradient and no Adam moments (the reference).
-  """
-  with np.load(path) as f:
-    arrays = {k: f[k] for k in f.files}
-  return lambda params: lottery.masks_from_arrays(arrays, params)
-
-
-def build_run(config: ml_collections.ConfigDict) -> Run:
-  """Builds every piece of the run; all config errors surface here."""
-  validate_config(config)
-  arrays = load_training_arrays(config)
-  image_shape = tuple(arrays['image'].shape[1:])
+def _models(config: ml_collections.ConfigDict, image_shape: tuple):
   model_kwargs = dict(config.get('model_kwargs', {}))
   if config.precision == 'bfloat16':
     model_kwargs['dtype'] = jnp.bfloat16
-  g_module, d_module = models.get_models(
+  return models.get_models(
     config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
   )
+
+
+def _check_batch_size(config: ml_collections.ConfigDict, arrays: dict) -> None:
   if config.batch_size * config.n_dis > len(arrays['image']):
     _fail(
       'batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.'
     )
-  skip = config.get('skip_nonfinite_updates', False)
-  g_tx = make_optimizer(config.g_optimizer, skip)
-  d_tx = make_optimizer(config.d_optimizer, skip)
-  sparse_cfg = None
-  if config.sparse.enabled:
-    sc = config.sparse
-    sparse_cfg = sparse.ddst_config(
-      sc.variant,
-      total_steps=config.num_steps,
-      g_density=sc.g_density,
-      d_density=sc.d_density if sc.d_density > 0 else sc.g_density,
-      g_update_every=sc.g_update_every,
-      d_control_every=sc.d_control_every,
-      br_freq=sc.br_freq,
-      br_window=sc.br_window,
-    )
-    g_tx, d_tx = sparse.ddst_optimizers(
-      g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg
-    )
-  ticket = config.get('lottery', {}).get('ticket', '')
-  if ticket:
-    g_tx = sparse.masked_optimizer(g_tx, _ticket_masks(ticket), grad_mode='masked')
-  game = build_game(config, g_module, d_module, image_shape)
-  if game.conditional and config.get('monitor_lipschitz', False):
-    _fail(
-      'monitor_lipschitz',
-      True,
-      'the input-gradient monitor scores one batch with one D function and does not take class '
-      'labels yet: turn it off for a class-conditional model.',
-    )
+
+
+def _check_labels(config: ml_collections.ConfigDict, arrays: dict, game: Game) -> None:
+  """A conditional model can take the data's labels."""
   if game.conditional:
     labels = np.asarray(arrays['label'])
     if labels.min() < 0 or labels.max() >= game.num_classes:
@@ -565,22 +379,31 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
         'conditional model needs labels in [0, num_classes) (use num_classes=0 for '
         'unlabelled data).',
       )
-  coop = None
-  if config.coopinit.enabled:
-    c = config.coopinit
-    coop = coopinit.coop_step(
-      game,
-      g_tx,
-      d_tx,
-      langevin=coopinit.LangevinConfig(
-        step_size=c.step_size,
-        n_steps=c.n_steps,
-        noise_scale=c.noise_scale,
-        clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
-      ),
-      teach_sigma=c.teach_sigma,
-      ema_decay=config.ema_decay if config.ema_decay > 0 else None,
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Builds every piece of the run; all config errors surface here."""
+  validate_config(config)
+  arrays = load_training_arrays(config)
+  image_shape = tuple(arrays['image'].shape[1:])
+  g_module, d_module = _models(config, image_shape)
+  _check_batch_size(config, arrays)
+  techniques = wiring.active(config)
+  skip = config.get('skip_nonfinite_updates', False)
+  g_tx = make_optimizer(config.g_optimizer, skip)
+  d_tx = make_optimizer(config.d_optimizer, skip)
+  for technique in techniques:
+    g_tx, d_tx = technique.optimizers(g_tx, d_tx)
+  game = build_game(config, g_module, d_module, image_shape, techniques)
+  _check_labels(config, arrays, game)
+  if game.conditional and config.get('monitor_lipschitz', False):
+    _fail(
+      'monitor_lipschitz',
+      True,
+      'the input-gradient monitor scores one batch with one D function and does not take class '
+      'labels yet: turn it off for a class-conditional model.',
     )
+  options = {k: v for t in techniques for k, v in t.step_options().items()}
   run = Run(
     config=config,
     arrays=arrays,
@@ -590,16 +413,11 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     game=game,
     g_tx=g_tx,
     d_tx=d_tx,
-    adversarial_step=build_step(
-      config,
-      game,
-      g_tx,
-      d_tx,
-      measure_balance=sparse_cfg is not None and sparse_cfg.d_control is not None,
-    ),
-    coop_step=coop,
-    sparse_config=sparse_cfg,
+    adversarial_step=build_step(config, game, g_tx, d_tx, **options),
+    techniques=tuple(techniques),
   )
+  for technique in techniques:
+    technique.setup(run)
   if config.eval_samples:
     generate, sample = run.eval_functions()
     run.evaluate_fn = evaluation.make_evaluator(config, generate, sample, image_shape)

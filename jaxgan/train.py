@@ -113,7 +113,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   bar = _progress(config.num_steps, start, is_writer)
   try:
     for step in range(start, config.num_steps):
-      state = run.before_step(state, step)
       batch = batches.next()
       if step == start:
         run_setup.check_batch_values(batch, config)
