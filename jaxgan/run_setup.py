@@ -20,12 +20,12 @@ import numpy as np
 import optax
 
 from jaxgan import data as jdata
-from jaxgan import evaluation, lipschitz, losses, models, onestage, parallel, wiring, writers
+from jaxgan import evaluation, losses, models, onestage, parallel, wiring, writers
 from jaxgan.data import image_folder
 from jaxgan.game import Game, gaussian_latents, label_kwargs, make_apply, sample_labels
 from jaxgan.models.conditional import class_grid_labels
 from jaxgan.state import GANState, create_state
-from jaxgan.steps import frozen_logits_fn, step_key, two_stage_step
+from jaxgan.steps import two_stage_step
 from jaxgan.wiring.base import TOY_DATASETS, StepInfo, Technique
 
 TRAINERS = ('two_stage', 'one_stage')
@@ -193,33 +193,10 @@ class Run:
     """
     info = StepInfo(step, batch, metrics, adversarial=step >= self.warmup_steps)
     logs = {}
-    done = step + 1
-    if self.config.get('monitor_lipschitz', False) and (
-      done % self.config.log_every == 0 or done == self.config.num_steps
-    ):
-      real = batch['image'][: self.config.batch_size]
-      logs.update(jax.device_get(self._lipschitz_fn()(state, real)))
     for technique in self.techniques:
       state, more = technique.after_step(state, info)
       logs.update(more)
     return state, logs
-
-  def _lipschitz_fn(self):
-    """Jitted ``(state, real) -> lipschitz/*`` norms of D at the state (EMA-free G)."""
-    if getattr(self, '_lipschitz', None) is None:
-      game = self.game
-
-      @jax.jit
-      def norms(state, real):
-        key = jax.random.fold_in(step_key(state), 103)
-        k_z, k_eps = jax.random.split(key)
-        z = game.sample_latents(k_z, real.shape[0])
-        fake, _ = game.g_apply(state.g.variables, z, train=True)
-        d_fn = frozen_logits_fn(game, state.d.variables)
-        return lipschitz.input_gradient_norms(d_fn, real, jax.lax.stop_gradient(fake), k_eps)
-
-      self._lipschitz = norms
-    return self._lipschitz
 
   def make_batches(self, *, process_index: int, process_count: int):
     rows = self.config.batch_size * self.config.n_dis
@@ -396,13 +373,6 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     g_tx, d_tx = technique.optimizers(g_tx, d_tx)
   game = build_game(config, g_module, d_module, image_shape, techniques)
   _check_labels(config, arrays, game)
-  if game.conditional and config.get('monitor_lipschitz', False):
-    _fail(
-      'monitor_lipschitz',
-      True,
-      'the input-gradient monitor scores one batch with one D function and does not take class '
-      'labels yet: turn it off for a class-conditional model.',
-    )
   options = {k: v for t in techniques for k, v in t.step_options().items()}
   run = Run(
     config=config,
