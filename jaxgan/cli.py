@@ -1,26 +1,246 @@
-"""The ``jaxgan-train`` console script (same as ``python -m experiments.main``)."""
+"""The ``jaxgan-train`` console script (same as ``python -m experiments.main``).
 
+Errors reach the user here, in one place: a bad command line, config value,
+input or work directory prints one line ``error: ...`` (no traceback) and exits
+with status 2; a run that stops (divergence, a full disk) prints one line and
+exits with status 1. The config and the work directory are checked before JAX,
+orbax and the data are imported, so a bad value answers in about a second.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
 import logging
 import sys
+from collections.abc import Sequence
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
+from ml_collections import ConfigDict, config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-  'config', None, 'Path to an ml_collections config file.', lock_config=True
-)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
+from jaxgan import config_checks
+from jaxgan.config_checks import ConfigError
+
+USAGE = """\
+usage: jaxgan-train --config CONFIG.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]
+
+Trains a GAN as CONFIG says, in DIR. Rerun the same command to resume from the
+latest checkpoint in DIR (bit-identical on CPU, even after kill -9).
+
+  --config CONFIG.py[:ARG]  an ml_collections config file, e.g.
+                            experiments/configs/quickstart.py; ':ARG' is passed to its
+                            get_config (experiments/configs/toy2d.py:8ring)
+  --workdir DIR             where checkpoints, logs, samples and plots go
+  --config.FIELD=VALUE      overrides a field of the config, e.g.
+                              --config.num_steps=5000 --config.d_optimizer.lr=1e-4
+                              --config.sparse.enabled=True --config.sparse.variant=strict
+                              --config.model_kwargs.width=32   (model fields; may be new keys)
+                            Every field and its default: experiments/configs/default.py.
+                            Useful ones:
+                              --config.dry_run=True       check the config and DIR, build the
+                                                          run, compile one step, write nothing
+                              --config.allow_changes=num_steps,d_optimizer.lr
+                                                          resume with fields you changed on purpose
+  -h, --help                prints this message
+
+Exit status: 0 finished; 2 a bad command line, config value, input or work directory
+(one line on stderr, nothing trained); 1 the run stopped (divergence, full disk).
+"""
+
+OPEN_SECTIONS = ('model_kwargs',)  # config sections whose keys the command line may add
+_HELP = ('-h', '-help', '--help', '--helpshort', '--helpfull')
 
 
-def _run(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from jaxgan import train
-
-  logging.getLogger('absl').setLevel(logging.WARNING)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+class UsageError(ConfigError):
+  """The command line itself is wrong."""
 
 
-def main():
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(_run, argv=sys.argv)
+def main() -> None:
+  """Entry point of ``jaxgan-train``: runs :func:`run` and exits with its status."""
+  sys.exit(run(sys.argv))
+
+
+def run(argv: Sequence[str]) -> int:
+  """Parses ``argv``, checks, trains; returns the exit status (0, 1 or 2).
+
+  Args:
+    argv: the program name, then its arguments.
+  """
+  args = list(argv[1:])
+  if any(a in _HELP for a in args):
+    print(USAGE, end='')
+    return 0
+  try:
+    config, workdir = parse(argv)
+    config_checks.validate_config(config)
+    config_checks.check_workdir(workdir, config)
+  except ConfigError as err:
+    return _report(err, 2)
+  _configure_logging()
+  from jaxgan import checkpoint, train  # the heavy imports: JAX, orbax, the data
+
+  try:
+    train.train_and_evaluate(config, workdir)
+  except ConfigError as err:
+    return _report(err, 2)
+  except (train.DivergenceError, checkpoint.CheckpointSaveError) as err:
+    return _report(err, 1)
+  except KeyboardInterrupt:
+    return _report('interrupted; rerun the same command to resume from the last checkpoint.', 130)
+  except Exception as err:
+    cause = _disk_full(err)
+    if cause is None:
+      raise
+    return _report(
+      f'disk full while writing to {workdir} ({cause}); free space or move the run to a larger '
+      'disk, then rerun the same command: it resumes from the last complete checkpoint.',
+      1,
+    )
+  return 0
+
+
+def parse(argv: Sequence[str]) -> tuple[ConfigDict, str]:
+  """The config (with overrides applied) and the work directory named by ``argv``.
+
+  Raises:
+    UsageError: a missing or unknown flag, an unknown config field, a value of
+      the wrong type, or a config file that does not load.
+  """
+  open_overrides, args = _split_open_overrides(list(argv[1:]))
+  values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file(
+    'config', None, 'ml_collections config file.', flag_values=values, lock_config=True
+  )
+  workdir = flags.DEFINE_string('workdir', None, 'run directory.', flag_values=values)
+  try:
+    rest = values([argv[0], *args])
+  except flags.Error as err:
+    raise UsageError(f'{_one_line(err)}; see --help.') from None
+  except (AttributeError, KeyError) as err:  # an override of a field the config lacks
+    raise UsageError(_unknown_field(args, str(err).strip('"\''))) from None
+  except Exception as err:  # noqa: BLE001 - the config file failed to load
+    raise UsageError(f'--config: cannot load the config file: {_one_line(err)}') from None
+  if rest[1:]:
+    raise UsageError(f'unexpected arguments {rest[1:]}: give flags only (see --help).')
+  if holder.value is None:
+    raise UsageError('--config is required, e.g. --config experiments/configs/quickstart.py.')
+  if not workdir.value:
+    raise UsageError('--workdir is required, e.g. --workdir runs/quickstart.')
+  config = holder.value
+  _apply_open_overrides(config, open_overrides)
+  return config, workdir.value
+
+
+def _split_open_overrides(args: list[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
+  """Takes ``--config.model_kwargs.KEY=VALUE`` (or ``... KEY VALUE``) out of ``args``.
+
+  Returns:
+    ``[(section, key, value text)]`` and the remaining arguments.
+  """
+  found, rest = [], []
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    section = next((s for s in OPEN_SECTIONS if arg.startswith(f'--config.{s}.')), None)
+    if section is None:
+      rest.append(arg)
+      i += 1
+      continue
+    name, has_value, text = arg[len(f'--config.{section}.') :].partition('=')
+    if not has_value:
+      if i + 1 >= len(args):
+        raise UsageError(f'{arg}: give a value, e.g. {arg}=32.')
+      text, i = args[i + 1], i + 1
+    if not name.isidentifier():
+      raise UsageError(
+        f'{arg}: {section} fields are plain names, e.g. --config.{section}.width=32.'
+      )
+    found.append((section, name, text))
+    i += 1
+  return found, rest
+
+
+def _literal(text: str):
+  """A command-line value as Python: ``32`` -> int, ``(64,64)`` -> tuple, ``group`` -> str."""
+  if text.lower() in ('true', 'false'):
+    return text.lower() == 'true'
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _apply_open_overrides(config: ConfigDict, overrides: list[tuple[str, str, str]]) -> None:
+  for section, name, text in overrides:
+    value = _literal(text)
+    with config.unlocked():
+      if section not in config or config[section] is None:
+        config[section] = ConfigDict()
+      try:
+        config[section][name] = value
+      except TypeError:
+        old = config[section][name]
+        raise UsageError(
+          f'--config.{section}.{name}={text}: the config holds a {type(old).__name__} there '
+          f'({old!r}); give a value of that type.'
+        ) from None
+
+
+def _unknown_field(args: list[str], missing: str) -> str:
+  """The message for an override naming a field the config does not have."""
+  for arg in args:
+    if not arg.startswith('--config.'):
+      continue
+    path = arg[len('--config.') :].partition('=')[0]
+    parts = path.split('.')
+    if missing in parts:
+      parent = '.'.join(['config', *parts[: parts.index(missing)]])
+      return (
+        f'{arg}: {parent} has no field {missing!r}; see experiments/configs/default.py for every '
+        f'field (model fields go under --config.model_kwargs.NAME=VALUE).'
+      )
+  return f'the config has no field {missing!r}; see experiments/configs/default.py.'
+
+
+def _one_line(err: BaseException | str) -> str:
+  return ' '.join(str(err).split())
+
+
+def _report(err: BaseException | str, status: int) -> int:
+  print(f'error: {_one_line(err)}', file=sys.stderr)
+  return status
+
+
+def _disk_full(err: BaseException) -> str | None:
+  """The out-of-space error in ``err``'s chain (causes, contexts, groups), if any."""
+  seen, todo = set(), [err]
+  while todo:
+    e = todo.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    text = str(e)
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or 'No space left on device' in text:
+      return _one_line(text)[:200]
+    todo += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]
+  return None
+
+
+class _OneLine(logging.Filter):
+  """Logs of libraries (orbax's worker threads) as one line each, without traceback."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    record.msg, record.args = _one_line(record.getMessage())[:300], None
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
+def _configure_logging() -> None:
+  handler = logging.StreamHandler()
+  handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
+  handler.addFilter(_OneLine())
+  root = logging.getLogger()
+  root.handlers[:] = [handler]
+  root.setLevel(logging.WARNING)
+  logging.getLogger('jaxgan').setLevel(logging.INFO)
+  flags.FLAGS.mark_as_parsed()  # absl logging (used by orbax) reads its defaults

@@ -126,9 +126,15 @@ def test_overrides_mismatch_and_outputs(tmp_path):
   saved = json.loads((wd / 'eval.json').read_text())
   assert saved['step'] == 10 and saved['protocol']['n_fake'] == 300
   assert 0 <= scores['modes_covered'] <= 25
-  # A different model width in the same workdir is refused, naming the difference.
+  # A different model width in the same workdir is refused, naming the difference, even when
+  # allowed as a config change.
   out = subprocess.run(
-    launcher(wd, *SMALL, '--config.model_kwargs.hidden=(64,64,64)'),
+    launcher(
+      wd,
+      *SMALL,
+      '--config.model_kwargs.hidden=(64,64,64)',
+      '--config.allow_changes=model_kwargs,g_optimizer.lr',
+    ),
     cwd=ROOT,
     env=env,
     capture_output=True,
@@ -163,6 +169,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
   cfg.num_steps = 20
   cfg.d_optimizer.lr = 1e30
   cfg.g_optimizer.lr = 1e30
+  cfg.allow_changes = 'd_optimizer.lr,g_optimizer.lr'
   with pytest.raises(train.DivergenceError, match='last good checkpoint'):
     train.train_and_evaluate(cfg, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').glob('[0-9]*')) == good
