@@ -80,8 +80,8 @@ def _guard_values(state: GANState, metrics: dict) -> dict:
 
   logits = [jnp.abs(metrics[k]) for k in ('d_real', 'd_fake') if k in metrics]
   return {
-    'guard/g_param_norm': optax.global_norm(state.g.params),
-    'guard/d_param_norm': optax.global_norm(state.d.params),
+    'guard/g_param_norm': optax.tree.norm(state.g.params),
+    'guard/d_param_norm': optax.tree.norm(state.d.params),
     'guard/max_activation': jnp.max(
       jnp.stack([stats_max(state.g.model_state), stats_max(state.d.model_state), *logits])
     ),
