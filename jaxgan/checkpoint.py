@@ -223,7 +223,12 @@ class RunCheckpointer:
     return None
 
   def restore(
-    self, target_state: PyTree, *, which: str = 'last', set_aside: bool = True
+    self,
+    target_state: PyTree,
+    *,
+    which: str = 'last',
+    step: int | None = None,
+    set_aside: bool = True,
   ) -> tuple[PyTree, dict, str, int] | None:
     """Restores the newest readable checkpoint into the structure of ``target_state``.
 
@@ -231,6 +236,8 @@ class RunCheckpointer:
       target_state: a state of the right structure (e.g. the freshly
         initialized one, or its ``jax.eval_shape``).
       which: ``'last'`` or ``'best'``.
+      step: restore this step only (``None`` if unreadable); default: the
+        newest readable one.
       set_aside: move unreadable checkpoints newer than the one restored (all
         of them when none reads) to ``workdir/unreadable_checkpoints/``
         (``which='last'`` only), so the resumed run can save those steps.
@@ -245,13 +252,15 @@ class RunCheckpointer:
     mngr = self._best if which == 'best' else self._last
     if mngr is None:
       raise ValueError("which='best' needs a RunCheckpointer built with best_metric.")
+    if step is not None:
+      return self._restore_step(mngr, step, target_state)
     unreadable = []
     found = None
-    for step in sorted(mngr.all_steps(), reverse=True):
-      found = self._restore_step(mngr, step, target_state)
+    for candidate in sorted(mngr.all_steps(), reverse=True):
+      found = self._restore_step(mngr, candidate, target_state)
       if found is not None:
         break
-      unreadable.append(step)
+      unreadable.append(candidate)
     if unreadable and which == 'last' and set_aside:
       self._set_aside(unreadable)
     return found
