@@ -57,6 +57,7 @@ class UsageError(ConfigError):
 
 def main() -> None:
   """Entry point of ``jaxgan-train``: runs :func:`run` and exits with its status."""
+  _configure_logging()
   sys.exit(run(sys.argv))
 
 
@@ -76,7 +77,6 @@ def run(argv: Sequence[str]) -> int:
     config_checks.check_workdir(workdir, config)
   except ConfigError as err:
     return _report(err, 2)
-  _configure_logging()
   from jaxgan import checkpoint, train  # the heavy imports: JAX, orbax, the data
 
   try:
@@ -91,6 +91,8 @@ def run(argv: Sequence[str]) -> int:
     cause = _disk_full(err)
     if cause is None:
       raise
+    # orbax's unfinished writes fail again when collected at exit: the cause is said below.
+    logging.getLogger('asyncio').setLevel(logging.CRITICAL)
     return _report(
       f'disk full while writing to {workdir} ({cause}); free space or move the run to a larger '
       'disk, then rerun the same command: it resumes from the last complete checkpoint.',
@@ -109,7 +111,12 @@ def parse(argv: Sequence[str]) -> tuple[ConfigDict, str]:
   open_overrides, args = _split_open_overrides(list(argv[1:]))
   values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file(
-    'config', None, 'ml_collections config file.', flag_values=values, lock_config=True
+    'config',
+    None,
+    'ml_collections config file.',
+    flag_values=values,
+    lock_config=True,
+    sys_argv=[argv[0], *args],  # not sys.argv: run() may be called with other arguments
   )
   workdir = flags.DEFINE_string('workdir', None, 'run directory.', flag_values=values)
   try:
