@@ -19,7 +19,7 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 from jaxgan import config_checks
-from jaxgan.config_checks import ConfigError
+from jaxgan.config_checks import OPEN_SECTION, ConfigError
 
 USAGE = """\
 usage: jaxgan-train --config CONFIG.py[:ARG] --workdir DIR [--config.FIELD=VALUE ...]
@@ -47,7 +47,6 @@ Exit status: 0 finished; 2 a bad command line, config value, input or work direc
 (one line on stderr, nothing trained); 1 the run stopped (divergence, full disk).
 """
 
-OPEN_SECTIONS = ('model_kwargs',)  # config sections whose keys the command line may add
 _HELP = ('-h', '-help', '--help', '--helpshort', '--helpfull')
 
 
@@ -108,7 +107,7 @@ def parse(argv: Sequence[str]) -> tuple[ConfigDict, str]:
     UsageError: a missing or unknown flag, an unknown config field, a value of
       the wrong type, or a config file that does not load.
   """
-  open_overrides, args = _split_open_overrides(list(argv[1:]))
+  model_overrides, args = _split_model_overrides(list(argv[1:]))
   values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file(
     'config',
@@ -129,41 +128,46 @@ def parse(argv: Sequence[str]) -> tuple[ConfigDict, str]:
     raise UsageError(f'--config: cannot load the config file: {_one_line(err)}') from None
   if rest[1:]:
     raise UsageError(f'unexpected arguments {rest[1:]}: give flags only (see --help).')
-  if holder.value is None:
+  config = holder.value
+  if config is None:
     raise UsageError('--config is required, e.g. --config experiments/configs/quickstart.py.')
   if not workdir.value:
     raise UsageError('--workdir is required, e.g. --workdir runs/quickstart.')
-  config = holder.value
-  _apply_open_overrides(config, open_overrides)
+  try:
+    config.get(OPEN_SECTION)  # a config file that failed to load raises on first use
+  except Exception as err:  # noqa: BLE001
+    raise UsageError(f'--config: cannot load the config file: {_one_line(err)}') from None
+  _apply_model_overrides(config, model_overrides)
   return config, workdir.value
 
 
-def _split_open_overrides(args: list[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
-  """Takes ``--config.model_kwargs.KEY=VALUE`` (or ``... KEY VALUE``) out of ``args``.
+def _split_model_overrides(args: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+  """Takes ``--config.model_kwargs.NAME=VALUE`` (or ``... NAME VALUE``) out of ``args``.
+
+  ``model_kwargs`` holds the model's fields, which the config file need not
+  list, so the command line may add keys to it (``config_flags`` only sets
+  existing ones).
 
   Returns:
-    ``[(section, key, value text)]`` and the remaining arguments.
+    ``[(name, value text)]`` and the remaining arguments.
   """
+  prefix = f'--config.{OPEN_SECTION}.'
   found, rest = [], []
   i = 0
   while i < len(args):
     arg = args[i]
-    section = next((s for s in OPEN_SECTIONS if arg.startswith(f'--config.{s}.')), None)
-    if section is None:
-      rest.append(arg)
-      i += 1
-      continue
-    name, has_value, text = arg[len(f'--config.{section}.') :].partition('=')
-    if not has_value:
-      if i + 1 >= len(args):
-        raise UsageError(f'{arg}: give a value, e.g. {arg}=32.')
-      text, i = args[i + 1], i + 1
-    if not name.isidentifier():
-      raise UsageError(
-        f'{arg}: {section} fields are plain names, e.g. --config.{section}.width=32.'
-      )
-    found.append((section, name, text))
     i += 1
+    if not arg.startswith(prefix):
+      rest.append(arg)
+      continue
+    name, has_value, text = arg[len(prefix) :].partition('=')
+    if not has_value:
+      if i >= len(args):
+        raise UsageError(f'{arg}: give a value, e.g. {arg}=32.')
+      text, i = args[i], i + 1
+    if not name.isidentifier():
+      raise UsageError(f'{arg}: {OPEN_SECTION} fields are plain names, e.g. {prefix}width=32.')
+    found.append((name, text))
   return found, rest
 
 
@@ -177,19 +181,18 @@ def _literal(text: str):
     return text
 
 
-def _apply_open_overrides(config: ConfigDict, overrides: list[tuple[str, str, str]]) -> None:
-  for section, name, text in overrides:
-    value = _literal(text)
-    with config.unlocked():
-      if section not in config or config[section] is None:
-        config[section] = ConfigDict()
+def _apply_model_overrides(config: ConfigDict, overrides: list[tuple[str, str]]) -> None:
+  with config.unlocked():
+    if config.get(OPEN_SECTION) is None:
+      config[OPEN_SECTION] = ConfigDict()
+    section = config[OPEN_SECTION]
+    for name, text in overrides:
       try:
-        config[section][name] = value
+        section[name] = _literal(text)
       except TypeError:
-        old = config[section][name]
         raise UsageError(
-          f'--config.{section}.{name}={text}: the config holds a {type(old).__name__} there '
-          f'({old!r}); give a value of that type.'
+          f'--config.{OPEN_SECTION}.{name}={text}: the config holds a '
+          f'{type(section[name]).__name__} there ({section[name]!r}); give a value of that type.'
         ) from None
 
 

@@ -32,6 +32,7 @@ DIFFAUGMENT_OPS = ('brightness', 'color', 'contrast', 'cutout', 'saturation', 't
 SSGAN_ROTATIONS = ('all', 'quarter')  # jaxgan.ssgan.ROTATIONS
 INFOMAX_NEGATIVES = ('same_position', 'all_positions')  # jaxgan.infomax.NEGATIVES
 SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
+OPEN_SECTION = 'model_kwargs'  # the config section whose keys are the model's, not the config's
 
 # Fields that steer only the loop around training (when to log, sample, evaluate,
 # checkpoint, where the data or the Inception weights live, the run's own
@@ -350,7 +351,9 @@ def config_changes(
   """Fields whose value differs from the checkpoint's config, ``(name, saved, now)``.
 
   Fields that steer only the loop (:data:`FREE_ON_RESUME`) are left out, and so
-  is ``num_steps`` unless the run is sparse.
+  is ``num_steps`` unless the run is sparse. A field on one side only is a
+  change under ``model_kwargs`` (set vs. the model's default); elsewhere it is
+  a field another version of jaxgan added or removed, and is left out.
   """
   saved = flatten(_plain(saved_json))
   now = flatten(_plain(config))
@@ -358,9 +361,12 @@ def config_changes(
   if not _get(config, 'sparse.enabled', False):
     free.append('num_steps')
   missing = '(not set)'
+  names = (set(saved) & set(now)) | {
+    n for n in set(saved) ^ set(now) if n.startswith(f'{OPEN_SECTION}.')
+  }
   return [
     (name, saved.get(name, missing), now.get(name, missing))
-    for name in sorted(set(saved) | set(now))
+    for name in sorted(names)
     if not _covered(name, free) and saved.get(name, missing) != now.get(name, missing)
   ]
 
