@@ -23,6 +23,7 @@ parameter norm of G or D, or the activation statistics, exceed a bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -169,14 +170,24 @@ def _train(
       ckpt.close()
 
 
-def _setup(config, ckpt, dry_run: bool):
-  """Builds the run and its state, restored if ``ckpt`` holds a checkpoint.
+@contextlib.contextmanager
+def _inputs_named_by_config():
+  """A ``ValueError`` inside comes from an input the config names: raised as ConfigError.
 
-  Every ``ValueError`` of this phase is an input the config names (a model
-  field, a data folder, a technique's option, a checkpoint of another run)
-  and surfaces as :class:`ConfigError`.
+  Used around building the run and its first step: a model field, a data
+  folder, a technique's option, a checkpoint of another run, the first batch.
   """
   try:
+    yield
+  except ConfigError:
+    raise
+  except ValueError as err:
+    raise ConfigError(str(err)) from err
+
+
+def _setup(config, ckpt, dry_run: bool):
+  """Builds the run and its state, restored if ``ckpt`` holds a checkpoint."""
+  with _inputs_named_by_config():
     latest = ckpt.latest_config() if ckpt is not None else None
     if latest is not None:
       config_checks.check_resume(latest[1], latest[0], config, ckpt.workdir)
@@ -187,13 +198,16 @@ def _setup(config, ckpt, dry_run: bool):
     restored = None
     if ckpt is not None:
       restored = ckpt.restore(state, set_aside=not dry_run)
-  except ConfigError:
-    raise
-  except ValueError as err:
-    raise ConfigError(str(err)) from err
-  if restored is not None:
-    config_checks.check_resume(restored[2], restored[3], config, ckpt.workdir)
+    if restored is not None:
+      config_checks.check_resume(restored[2], restored[3], config, ckpt.workdir)
   return run, mesh, state, restored
+
+
+def _first_step(config, step_fn, state, batch, mesh):
+  """The session's first step: checks the batch, compiles and runs the step."""
+  with _inputs_named_by_config():
+    run_setup.check_batch_values(batch, config)
+    return step_fn(state, parallel.shard_batch(batch, mesh))
 
 
 def _train_with(config, workdir: Path, is_writer: bool, dry_run: bool, ckpt) -> GANState:
@@ -209,7 +223,7 @@ def _train_with(config, workdir: Path, is_writer: bool, dry_run: bool, ckpt) -> 
   state = parallel.replicate(state, mesh)
   step_fn = run.compiled_step(mesh)
   if dry_run:
-    return _dry_run(config, run, state, step_fn, batches, mesh, workdir)
+    return _dry_run(config, state, step_fn, batches, mesh, workdir)
   if is_writer:
     writers.truncate_log(workdir, start)  # rows a killed session logged after its checkpoint
   writer = writers.MetricWriter(workdir, active=is_writer)
@@ -245,8 +259,9 @@ def _train_with(config, workdir: Path, is_writer: bool, dry_run: bool, ckpt) -> 
       state = run.before_step(state, step)
       batch = batches.next()
       if step == start:
-        run_setup.check_batch_values(batch, config)
-      state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
+        state, metrics = _first_step(config, step_fn, state, batch, mesh)
+      else:
+        state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
       guard_values = _guard_values(state, metrics) if guard_on else {}
       metrics = jax.device_get(metrics)
       bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
@@ -328,12 +343,10 @@ def _train_with(config, workdir: Path, is_writer: bool, dry_run: bool, ckpt) -> 
   return state
 
 
-def _dry_run(config, run, state, step_fn, batches, mesh, workdir: Path) -> GANState:
+def _dry_run(config, state, step_fn, batches, mesh, workdir: Path) -> GANState:
   """Runs (and so compiles) one step on the first batch; writes nothing."""
-  batch = batches.next()
-  run_setup.check_batch_values(batch, config)
   t0 = time.perf_counter()
-  state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
+  state, metrics = _first_step(config, step_fn, state, batches.next(), mesh)
   metrics = jax.device_get(metrics)
   bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
   if bad:
