@@ -13,6 +13,7 @@ import ast
 import errno
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
 from absl import flags
@@ -57,6 +58,7 @@ class UsageError(ConfigError):
 def main() -> None:
   """Entry point of ``jaxgan-train``: runs :func:`run` and exits with its status."""
   _configure_logging()
+  _one_line_background_errors()
   sys.exit(run(sys.argv))
 
 
@@ -243,6 +245,21 @@ class _OneLine(logging.Filter):
     record.msg, record.args = _one_line(record.getMessage())[:300], None
     record.exc_info, record.exc_text, record.stack_info = None, None, None
     return True
+
+
+def _one_line_background_errors() -> None:
+  """Errors of background threads and callbacks (orbax's writers on a full disk) as one
+  log line per distinct message, instead of a traceback each."""
+  seen = set()
+
+  def hook(args) -> None:
+    text = _one_line(f'{args.exc_type.__name__}: {args.exc_value}')[:300]
+    if text not in seen:
+      seen.add(text)
+      logging.getLogger(__name__).error('in a background task: %s', text)
+
+  sys.unraisablehook = hook
+  threading.excepthook = hook
 
 
 def _configure_logging() -> None:
