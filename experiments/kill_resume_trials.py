@@ -470,7 +470,8 @@ BAD_INPUTS = {
   'unknown sparse variant': _cli_case('--config.sparse.enabled=True', '--config.sparse.variant=x'),
   'DiffAugment typo': _cli_case('--config.diffaugment=colour'),
   'missing image folder': _cli_case(
-    '--config.dataset=image_folder', '--config.image_folder.path=/no/such/folder'
+    '--config.image_folder.path=/no/such/folder',
+    config=[f'--config={CONFIGS / "stylegan2_100shot.py"}'],
   ),
   'killed during the first checkpoint write': _killed_in_first_checkpoint,
   'fresh run diverges': _fresh_divergence,

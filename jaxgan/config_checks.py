@@ -267,12 +267,8 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
       fail('toy_points', points, 'use a positive number of points, e.g. 100000.')
   if config.dataset == 'image_folder':
     folder = config.get('image_folder') or {}
-    path = folder.get('path', '')
-    if not path:
-      fail(
-        'image_folder.path', path, "give the folder of PNG/JPEG images for dataset='image_folder'."
-      )
-    if not Path(path).expanduser().is_dir():
+    path = folder.get('path', '')  # '' (a template's default): refused when the data load
+    if path and not Path(path).expanduser().is_dir():
       fail('image_folder.path', path, 'no such folder: give an existing folder of PNG/JPEG images.')
     resolution = folder.get('resolution', 256)
     if not _is_int(resolution) or resolution < 1:

@@ -160,7 +160,7 @@ def _train(
     ckpt = checkpoint.RunCheckpointer(
       workdir,
       keep=config.keep_checkpoints,
-      best_metric=config.get('best_metric') or None,
+      best_metric=None if dry_run else config.get('best_metric') or None,
       best_mode=config.get('best_mode', 'min'),
     )
   try:

@@ -153,16 +153,6 @@ CONFIG_ROWS = [
     'allow_changes', '--config.allow_changes=nums_steps', "'nums_steps'", "did you mean 'num_steps'"
   ),
   config_row('inception_weights', '--config.inception_weights=/no/w.npz', '/no/w.npz', 'converted'),
-  config_row(
-    'image_folder_missing',
-    '--config.image_folder.path=/no/such/folder',
-    "'/no/such/folder'",
-    'existing folder',
-    '--config.dataset=image_folder',
-  ),
-  config_row(
-    'image_folder_unset', '--config.dataset=image_folder', "image_folder.path=''", 'PNG/JPEG'
-  ),
 ]
 
 
@@ -293,10 +283,10 @@ def _image_folder(tmp_path, broken=False):
 
 
 def _folder_args(*extra):
+  """The 100-shot config on a folder of the test's (which holds the image_folder section)."""
   return [
-    f'--config={CONFIGS / "quickstart.py"}',
+    f'--config={CONFIGS / "stylegan2_100shot.py"}',
     '--workdir={run}',
-    '--config.dataset=image_folder',
     '--config.image_folder.path={tmp}/images',
     '--config.image_folder.resolution=8',
     '--config.data_dir={tmp}/tfds',
@@ -305,6 +295,18 @@ def _folder_args(*extra):
 
 
 DATA_ROWS = [
+  Bad(
+    'image_folder_missing',
+    _folder_args('--config.image_folder.path=/no/such/folder'),
+    "'/no/such/folder'",
+    'existing folder',
+  ),
+  Bad(
+    'image_folder_unset',
+    _folder_args('--config.image_folder.path='),
+    "image_folder.path=''",
+    'PNG/JPEG',
+  ),
   Bad(
     'empty_image_folder', _folder_args(), 'no images', 'put PNG or JPEG files there', _image_folder
   ),

@@ -20,9 +20,6 @@ def get_config():
   c.subset = ml_collections.ConfigDict(dict(fraction=0.0, count=0, seed=0, class_balanced=False))
   c.pad_to = 0  # e.g. 32 to train 32x32 models on 28x28 MNIST
   c.toy_points = 100_000  # size of the sampled 2-D mixture training set
-  # dataset='image_folder': your PNG/JPEG files, resized to resolution x resolution, 3 or 1
-  # channels (jaxgan.data.image_folder; cached once as a tfds dataset).
-  c.image_folder = ml_collections.ConfigDict(dict(path='', resolution=256, channels=3))
   # Models: see jaxgan.models.get_models.
   c.model = 'dcgan28'
   c.model_kwargs = ml_collections.ConfigDict()
