@@ -22,6 +22,14 @@ def trained_state(steps=2, d_module=None):
   return state
 
 
+def truncate_checkpoint(workdir, step):
+  """Empties every array file of checkpoint ``step``, as a crash mid-write on a non-atomic
+  filesystem would."""
+  for f in (workdir / 'checkpoints' / str(step) / 'state').rglob('*'):
+    if f.is_file():
+      f.write_bytes(b'')
+
+
 def test_round_trip_restores_everything(tmp_path):
   state = trained_state(d_module=tm.TinyBND())
   ck = checkpoint.RunCheckpointer(tmp_path, keep=2)
@@ -50,11 +58,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, caplog):
   ck.save(1, s1, {'i': 1}, '{}')
   ck.save(2, s2, {'i': 2}, '{}')
   ck.close()
-  # Truncate every array file of the latest checkpoint, as a crash mid-write on a
-  # non-atomic filesystem would.
-  for f in (tmp_path / 'checkpoints' / '2' / 'state').rglob('*'):
-    if f.is_file():
-      f.write_bytes(b'')
+  truncate_checkpoint(tmp_path, 2)
   ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
   with caplog.at_level('WARNING'):
     restored, pos, _, step = ck.restore(trained_state(0))
@@ -101,9 +105,7 @@ def test_unreadable_latest_is_set_aside_and_saved_again(tmp_path):
   ck.save(1, s1, {'i': 1}, '{}')
   ck.save(2, s2, {'i': 2}, '{}')
   ck.close()
-  for f in (tmp_path / 'checkpoints' / '2' / 'state').rglob('*'):
-    if f.is_file():
-      f.write_bytes(b'')
+  truncate_checkpoint(tmp_path, 2)
   ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
   assert ck.restore(trained_state(0))[3] == 1
   assert ck.steps() == [1] and ck.set_aside == [tmp_path / checkpoint.UNREADABLE_DIR / '2']
