@@ -3,7 +3,10 @@
 This is where the techniques meet: the config names them, and
 :func:`build_run` wires each into the game (D-input transform, D perturbation,
 regularizers), the optimizers (sparse masks) and the loop's slow schedules.
-Every check of a config value happens here, before anything is compiled.
+Config values are checked by :mod:`jaxgan.config_checks` (``validate_config``,
+re-exported here) before anything is built; what needs the data or the models
+(a batch larger than the data, labels a conditional model can't take) is
+checked here, before anything is compiled.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from jaxgan import (
   writers,
 )
 from jaxgan import data as jdata
+from jaxgan.config_checks import TOY_DATASETS, fail, validate_config
 from jaxgan.data import image_folder
 from jaxgan.game import Game, gaussian_latents, label_kwargs, make_apply, sample_labels
 from jaxgan.models import selfsup
@@ -43,107 +47,6 @@ from jaxgan.models.conditional import class_grid_labels
 from jaxgan.sparse import lottery
 from jaxgan.state import GANState, create_state
 from jaxgan.steps import d_forward, frozen_logits_fn, step_key, two_stage_step
-
-TRAINERS = ('two_stage', 'one_stage')
-PRECISIONS = ('float32', 'bfloat16')
-TOY_DATASETS = ('8ring', '25grid')
-
-
-def _fail(field: str, value, fix: str):
-  raise ValueError(f'config.{field}={value!r} is invalid: {fix}')
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every scalar field of ``config``; raises ``ValueError`` naming the fix."""
-  for field in (
-    'batch_size',
-    'num_steps',
-    'log_every',
-    'checkpoint_every',
-    'keep_checkpoints',
-    'latent_dim',
-    'n_dis',
-  ):
-    value = config[field]
-    if not isinstance(value, int) or value < 1:
-      _fail(field, value, 'use a positive integer.')
-  for field in ('sample_every', 'eval_every', 'eval_samples'):
-    if not isinstance(config[field], int) or config[field] < 0:
-      _fail(field, config[field], 'use an integer >= 0 (0 turns it off).')
-  if config.trainer not in TRAINERS:
-    _fail('trainer', config.trainer, f'choose one of {TRAINERS}.')
-  if config.trainer == 'one_stage' and config.n_dis != 1:
-    _fail('n_dis', config.n_dis, 'one-stage training updates G and D from one pass: use n_dis=1.')
-  if config.loss not in losses.LOSSES:
-    _fail('loss', config.loss, f'choose one of {sorted(losses.LOSSES)}.')
-  if config.onestage_mode not in onestage.MODES:
-    _fail('onestage_mode', config.onestage_mode, f'choose one of {onestage.MODES}.')
-  if config.precision not in PRECISIONS:
-    _fail('precision', config.precision, f'choose one of {PRECISIONS}.')
-  if not 0.0 <= config.ema_decay < 1.0:
-    _fail('ema_decay', config.ema_decay, 'use a value in [0, 1); 0 turns the EMA off.')
-  for name in ('g_optimizer', 'd_optimizer'):
-    opt = config[name]
-    if opt.lr <= 0:
-      _fail(f'{name}.lr', opt.lr, 'use a positive learning rate, e.g. 2e-4.')
-    for b in ('b1', 'b2'):
-      if not 0.0 <= opt[b] < 1.0:
-        _fail(f'{name}.{b}', opt[b], 'Adam betas lie in [0, 1).')
-  for field in ('weight_clip', 'r1_weight', 'gp_weight'):
-    if config[field] < 0:
-      _fail(field, config[field], 'use a value >= 0 (0 turns it off).')
-  _validate_selfsup(config)
-  ticket = config.get('lottery', {}).get('ticket', '')
-  if ticket:
-    if not Path(ticket).is_file():
-      _fail(
-        'lottery.ticket', ticket, 'give the .npz of G masks written by experiments.lottery_mnist.'
-      )
-    if config.sparse.enabled:
-      _fail('lottery.ticket', ticket, "a ticket fixes G's masks: set sparse.enabled=False with it.")
-
-
-SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
-
-
-def _validate_selfsup(config: ml_collections.ConfigDict) -> None:
-  """The ``ssgan`` and ``infomax`` sections, and the D head they need."""
-  need = []
-  ss, im = config.get('ssgan'), config.get('infomax')
-  if ss is not None and ss.enabled:
-    for field in ('d_weight', 'g_weight'):
-      if not isinstance(ss[field], int | float) or ss[field] < 0:
-        _fail(
-          f'ssgan.{field}', ss[field], 'use a value >= 0 (Mimicry: d_weight 1.0, g_weight 0.2).'
-        )
-    if ss.get('rotations', 'all') not in ssgan.ROTATIONS:
-      _fail('ssgan.rotations', ss.rotations, f'choose one of {ssgan.ROTATIONS}.')
-    need.append('rotation')
-  if im is not None and im.enabled:
-    if not isinstance(im.weight, int | float) or im.weight < 0:
-      _fail('infomax.weight', im.weight, 'use a value >= 0 (Mimicry: 0.2).')
-    if im.get('negatives', 'same_position') not in infomax.NEGATIVES:
-      _fail('infomax.negatives', im.negatives, f'choose one of {infomax.NEGATIVES}.')
-    need.append('infomax')
-  if not need:
-    return
-  section = ' and '.join({'rotation': 'ssgan', 'infomax': 'infomax'}[k] + '.enabled' for k in need)
-  if config.model not in SELFSUP_MODELS:
-    _fail(
-      'model',
-      config.model,
-      f'{section} needs a D with self-supervised heads: use one of {SELFSUP_MODELS}.',
-    )
-  kwargs = config.get('model_kwargs') or {}
-  head = kwargs.get('d_aux_head', kwargs.get('aux_head', 'none'))
-  missing = [kind for kind in need if kind not in str(head).split('+')]
-  if missing:
-    _fail(
-      'model_kwargs.aux_head',
-      head,
-      f"{section} needs D's {' and '.join(missing)} head: set "
-      f'--config.model_kwargs.aux_head={"+".join(need)}.',
-    )
 
 
 def make_optimizer(
@@ -396,7 +299,7 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
   if config.dataset == 'image_folder':  # the user's own images (few-shot), cached once
     folder = config.get('image_folder', {})
     if not folder.get('path', ''):
-      _fail(
+      fail(
         'image_folder.path', '', "give the folder of PNG/JPEG images for dataset='image_folder'."
       )
     arrays = image_folder.load_image_folder(
@@ -425,7 +328,7 @@ def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shap
   num_classes = models.num_classes_of(g_module, d_module)
   for name in ('advaug', 'ssgan', 'infomax'):
     if num_classes and config.get(name, {}).get('enabled', False):
-      _fail(
+      fail(
         f'{name}.enabled',
         True,
         f'{name} does not take class labels yet, and the models are class-conditional '
@@ -522,7 +425,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
   )
   if config.batch_size * config.n_dis > len(arrays['image']):
-    _fail(
+    fail(
       'batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.'
     )
   skip = config.get('skip_nonfinite_updates', False)
@@ -549,7 +452,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     g_tx = sparse.masked_optimizer(g_tx, _ticket_masks(ticket), grad_mode='masked')
   game = build_game(config, g_module, d_module, image_shape)
   if game.conditional and config.get('monitor_lipschitz', False):
-    _fail(
+    fail(
       'monitor_lipschitz',
       True,
       'the input-gradient monitor scores one batch with one D function and does not take class '
@@ -558,7 +461,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   if game.conditional:
     labels = np.asarray(arrays['label'])
     if labels.min() < 0 or labels.max() >= game.num_classes:
-      _fail(
+      fail(
         'model_kwargs.num_classes',
         game.num_classes,
         f'dataset {config.dataset!r} has labels in [{labels.min()}, {labels.max()}]; a '
