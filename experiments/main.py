@@ -1,7 +1,8 @@
-"""Launcher: ``python -m experiments.main --config CONFIG.py --workdir DIR``.
+"""Launcher: ``python -m experiments.main --config CONFIG.py --workdir DIR`` (= ``jaxgan-train``).
 
-Override any config field with ``--config.field=value`` (ml_collections).
-Restarting with the same command resumes from the latest checkpoint in DIR.
+Override any config field with ``--config.field=value``; ``--help`` lists the
+options. Restarting with the same command resumes from the latest checkpoint in
+DIR.
 """
 
 from jaxgan.cli import main

@@ -10,8 +10,13 @@ checkpoint was taken. Two managers live in the work directory:
 
 Saves are atomic (orbax writes to a temporary folder and renames it). On
 restore, a latest checkpoint that cannot be read is reported and the previous
-one is used. A checkpoint whose arrays do not match the current config's state
-(different model shapes) is refused with the differing entries named.
+one is used; the unreadable ones are moved to ``unreadable_checkpoints/`` so
+that the resumed run saves those steps again (orbax never saves a step at or
+below the newest one on disk). A checkpoint whose arrays do not match the
+current config's state (different model shapes) is refused with the differing
+entries named. A checkpoint saved with or without ``optax.apply_if_finite``
+around the optimizers restores into a state built the other way (the wrapper's
+counters start afresh), so ``skip_nonfinite_updates`` can be switched on resume.
 """
 
 from __future__ import annotations
@@ -23,14 +28,31 @@ from typing import Any
 import flax.serialization
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
+
+from jaxgan.config_checks import ConfigError
 
 PyTree = Any
 log = logging.getLogger(__name__)
 
+UNREADABLE_DIR = 'unreadable_checkpoints'
+_SKIP_FIELDS = frozenset(optax.ApplyIfFiniteState._fields)
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(ConfigError):
   """The checkpoint's state does not fit the state the config builds."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """orbax declined to save a checkpoint."""
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+  """``Type: first line of the message``, cut to ``limit`` characters."""
+  text = (str(err).strip().splitlines() or [''])[0]
+  text = text if len(text) <= limit else text[: limit - 3] + '...'
+  return f'{type(err).__name__}: {text}'
 
 
 def _state_dict(state: PyTree) -> dict:
@@ -43,21 +65,42 @@ def _flat_shapes(tree: PyTree) -> dict[str, tuple]:
 
 
 def describe_mismatch(saved: dict[str, tuple], expected: dict[str, tuple], limit: int = 8) -> str:
-  """Human-readable list of entries whose presence, shape or dtype differ."""
-  lines = []
+  """One line listing the entries whose presence, shape or dtype differ (``; ``-separated)."""
+  items = []
   for key in sorted(set(saved) | set(expected)):
     a, b = saved.get(key), expected.get(key)
     if a == b:
       continue
     if a is None:
-      lines.append(f'  {key}: not in the checkpoint; config expects {b[0]} {b[1]}')
+      items.append(f'{key}: not in the checkpoint; config expects {b[0]} {b[1]}')
     elif b is None:
-      lines.append(f'  {key}: in the checkpoint ({a[0]} {a[1]}) but not in the config state')
+      items.append(f'{key}: in the checkpoint ({a[0]} {a[1]}) but not in the config state')
     else:
-      lines.append(f'  {key}: checkpoint {a[0]} {a[1]}, config {b[0]} {b[1]}')
-  more = len(lines) - limit
-  lines = lines[:limit] + ([f'  ... and {more} more'] if more > 0 else [])
-  return '\n'.join(lines)
+      items.append(f'{key}: checkpoint {a[0]} {a[1]}, config {b[0]} {b[1]}')
+  more = len(items) - limit
+  items = items[:limit] + ([f'and {more} more'] if more > 0 else [])
+  return '; '.join(items)
+
+
+def _is_skip_state(node) -> bool:
+  return isinstance(node, dict) and set(node) == _SKIP_FIELDS
+
+
+def match_skip_layout(tree: PyTree, like: PyTree) -> PyTree:
+  """``tree`` (a state dict) with ``optax.apply_if_finite`` states where ``like`` has them.
+
+  A wrapper state only in ``like`` is added around ``tree``'s optimizer state,
+  with ``like``'s counters; one only in ``tree`` is replaced by its inner
+  state. Everything else is left as it is (so real differences still show).
+  """
+  if _is_skip_state(like) and not _is_skip_state(tree):
+    counters = {k: like[k] for k in _SKIP_FIELDS - {'inner_state'}}
+    return {**counters, 'inner_state': match_skip_layout(tree, like['inner_state'])}
+  if _is_skip_state(tree) and not _is_skip_state(like):
+    return match_skip_layout(tree['inner_state'], like)
+  if isinstance(tree, dict) and isinstance(like, dict):
+    return {k: match_skip_layout(v, like[k]) if k in like else v for k, v in tree.items()}
+  return tree
 
 
 class RunCheckpointer:
@@ -85,6 +128,7 @@ class RunCheckpointer:
       raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
     self.workdir = Path(workdir).absolute()  # orbax needs absolute paths
     self.best_metric = best_metric
+    self.set_aside: list[Path] = []  # unreadable checkpoints moved away by restore()
     self._last = ocp.CheckpointManager(
       self.workdir / 'checkpoints',
       options=ocp.CheckpointManagerOptions(
@@ -122,8 +166,17 @@ class RunCheckpointer:
     )
 
   def save(self, step: int, state: PyTree, data_position: dict, config_json: str) -> None:
-    """Saves asynchronously; call :meth:`wait` before reading it back or exiting."""
-    self._last.save(step, args=self._args(state, data_position, config_json))
+    """Saves asynchronously; call :meth:`wait` before reading it back or exiting.
+
+    Raises:
+      CheckpointSaveError: orbax declined (a checkpoint at ``step`` or later is
+        on disk), rather than dropping the save silently.
+    """
+    if not self._last.save(step, args=self._args(state, data_position, config_json)):
+      raise CheckpointSaveError(
+        f'orbax did not save step {step} in {self._last.directory}: it already holds step '
+        f'{self._last.latest_step()}. Remove the later checkpoints or use a new --workdir.'
+      )
 
   def save_best(
     self, step: int, state: PyTree, data_position: dict, config_json: str, metrics: dict
@@ -159,8 +212,23 @@ class RunCheckpointer:
       return False
     return True
 
+  def latest_config(self) -> tuple[int, str] | None:
+    """``(step, config_json)`` of the newest checkpoint whose config reads, or ``None``."""
+    for step in sorted(self._last.all_steps(), reverse=True):
+      try:
+        item = self._last.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+      except Exception:  # noqa: BLE001 - restore() reports unreadable checkpoints
+        continue
+      return step, item['config']['config']
+    return None
+
   def restore(
-    self, target_state: PyTree, *, which: str = 'last'
+    self,
+    target_state: PyTree,
+    *,
+    which: str = 'last',
+    step: int | None = None,
+    set_aside: bool = True,
   ) -> tuple[PyTree, dict, str, int] | None:
     """Restores the newest readable checkpoint into the structure of ``target_state``.
 
@@ -168,10 +236,15 @@ class RunCheckpointer:
       target_state: a state of the right structure (e.g. the freshly
         initialized one, or its ``jax.eval_shape``).
       which: ``'last'`` or ``'best'``.
+      step: restore this step only (``None`` if unreadable); default: the
+        newest readable one.
+      set_aside: move unreadable checkpoints newer than the one restored (all
+        of them when none reads) to ``workdir/unreadable_checkpoints/``
+        (``which='last'`` only), so the resumed run can save those steps.
 
     Returns:
       ``(state, data_position, config_json, step)``, or ``None`` when there is
-      no checkpoint.
+      no readable checkpoint.
 
     Raises:
       CheckpointMismatchError: the checkpoint's arrays don't fit the target.
@@ -179,50 +252,87 @@ class RunCheckpointer:
     mngr = self._best if which == 'best' else self._last
     if mngr is None:
       raise ValueError("which='best' needs a RunCheckpointer built with best_metric.")
+    if step is not None:
+      return self._restore_step(mngr, step, target_state)
+    unreadable = []
+    found = None
+    for candidate in sorted(mngr.all_steps(), reverse=True):
+      found = self._restore_step(mngr, candidate, target_state)
+      if found is not None:
+        break
+      unreadable.append(candidate)
+    if unreadable and which == 'last' and set_aside:
+      self._set_aside(unreadable)
+    return found
+
+  def _restore_step(self, mngr, step: int, target_state: PyTree):
+    """Checkpoint ``step`` restored into ``target_state``'s structure; ``None`` if unreadable."""
     target_dict = _state_dict(target_state)
-    expected = _flat_shapes(target_dict)
-    for step in sorted(mngr.all_steps(), reverse=True):
-      try:
-        saved = _flat_shapes(mngr.item_metadata(step)['state'].tree)
-      except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+    try:
+      saved_tree = mngr.item_metadata(step)['state'].tree
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+      log.warning(
+        'checkpoint %d in %s is unreadable (%s); trying the previous one.',
+        step,
+        mngr.directory,
+        _short(err),
+      )
+      return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_dict)
+    sharding = jax.tree.leaves(abstract)[0].sharding
+    saved_abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), saved_tree
+    )
+    abstract = match_skip_layout(abstract, saved_abstract)  # the layout on disk
+    saved, expected = _flat_shapes(saved_tree), _flat_shapes(abstract)
+    if saved != expected:
+      if not self._readable(mngr, step):
         log.warning(
-          'checkpoint %d in %s is unreadable (%s); trying the previous one.',
+          'checkpoint %d in %s is truncated or corrupt; trying the previous one.',
           step,
           mngr.directory,
-          err,
         )
-        continue
-      if saved != expected:
-        if not self._readable(mngr, step):
-          log.warning(
-            'checkpoint %d in %s is truncated or corrupt; trying the previous one.',
-            step,
-            mngr.directory,
-          )
-          continue
-        raise CheckpointMismatchError(
-          f'checkpoint {step} in {mngr.directory} does not match the state this config builds:\n'
-          f'{describe_mismatch(saved, expected)}\n'
-          'Use the config the run was started with, or a new --workdir.'
-        )
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_dict)
-      try:
-        restored = mngr.restore(
-          step,
-          args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract),
-            data=ocp.args.JsonRestore(),
-            config=ocp.args.JsonRestore(),
-          ),
-        )
-      except Exception as err:  # noqa: BLE001 - a truncated/corrupt checkpoint falls back
+        return None
+      raise CheckpointMismatchError(
+        f'checkpoint {step} in {mngr.directory} does not match the state this config builds: '
+        f'{describe_mismatch(saved, expected)}. Use the config the run was started with, or a '
+        'new --workdir.'
+      )
+    try:
+      restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          data=ocp.args.JsonRestore(),
+          config=ocp.args.JsonRestore(),
+        ),
+      )
+    except Exception as err:  # noqa: BLE001 - a truncated/corrupt checkpoint falls back
+      log.warning(
+        'checkpoint %d in %s could not be restored (%s); trying the previous one.',
+        step,
+        mngr.directory,
+        _short(err),
+      )
+      return None
+    state_dict = match_skip_layout(restored['state'], target_dict)
+    state = flax.serialization.from_state_dict(target_state, state_dict)
+    return state, dict(restored['data']), restored['config']['config'], step
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Moves unreadable checkpoints out of the manager's directory (process 0)."""
+    if jax.process_index() == 0:
+      for step in steps:
+        source = Path(self._last.directory) / str(step)
+        target = self.workdir / UNREADABLE_DIR / str(step)
+        n = 1
+        while target.exists():
+          target, n = self.workdir / UNREADABLE_DIR / f'{step}.{n}', n + 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)
+        self.set_aside.append(target)
         log.warning(
-          'checkpoint %d in %s could not be restored (%s); trying the previous one.',
-          step,
-          mngr.directory,
-          err,
+          'moved unreadable checkpoint %d to %s; its steps are trained again.', step, target
         )
-        continue
-      state = flax.serialization.from_state_dict(target_state, restored['state'])
-      return state, dict(restored['data']), restored['config']['config'], step
-    return None
+    ocp.multihost.sync_global_processes('jaxgan_unreadable_checkpoints_moved')
+    self._last.reload()

@@ -4,7 +4,10 @@
 adversarial step) and lets each technique the config turns on add its part, in the order of
 :data:`jaxgan.wiring.TECHNIQUES`: optimizer wrappers, game entries, step options, state,
 a step wrapper, per-step work. The techniques' own wiring lives in :mod:`jaxgan.wiring`;
-nothing here names one. Every check of a config value happens before anything is compiled.
+nothing here names one. Config values are checked by :mod:`jaxgan.config_checks`
+(``validate_config``, re-exported here) before anything is built; what needs the data or the
+models (a batch larger than the data, labels a conditional model can't take) is checked here,
+before anything is compiled.
 """
 
 from __future__ import annotations
@@ -21,89 +24,13 @@ import optax
 
 from jaxgan import data as jdata
 from jaxgan import evaluation, losses, models, onestage, parallel, wiring, writers
+from jaxgan.config_checks import fail, validate_config
 from jaxgan.data import image_folder
 from jaxgan.game import Game, gaussian_latents, label_kwargs, make_apply, sample_labels
 from jaxgan.models.conditional import class_grid_labels
 from jaxgan.state import GANState, create_state
 from jaxgan.steps import two_stage_step
-from jaxgan.wiring.base import TOY_DATASETS, StepInfo, Technique
-
-TRAINERS = ('two_stage', 'one_stage')
-PRECISIONS = ('float32', 'bfloat16')
-
-
-def _fail(field: str, value, fix: str):
-  raise ValueError(f'config.{field}={value!r} is invalid: {fix}')
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every scalar field of ``config``; raises ``ValueError`` naming the fix."""
-  for field in (
-    'batch_size',
-    'num_steps',
-    'log_every',
-    'checkpoint_every',
-    'keep_checkpoints',
-    'latent_dim',
-    'n_dis',
-  ):
-    value = config[field]
-    if not isinstance(value, int) or value < 1:
-      _fail(field, value, 'use a positive integer.')
-  for field in ('sample_every', 'eval_every', 'eval_samples'):
-    if not isinstance(config[field], int) or config[field] < 0:
-      _fail(field, config[field], 'use an integer >= 0 (0 turns it off).')
-  if config.trainer not in TRAINERS:
-    _fail('trainer', config.trainer, f'choose one of {TRAINERS}.')
-  if config.trainer == 'one_stage' and config.n_dis != 1:
-    _fail('n_dis', config.n_dis, 'one-stage training updates G and D from one pass: use n_dis=1.')
-  if config.loss not in losses.LOSSES:
-    _fail('loss', config.loss, f'choose one of {sorted(losses.LOSSES)}.')
-  if config.onestage_mode not in onestage.MODES:
-    _fail('onestage_mode', config.onestage_mode, f'choose one of {onestage.MODES}.')
-  if config.precision not in PRECISIONS:
-    _fail('precision', config.precision, f'choose one of {PRECISIONS}.')
-  if not 0.0 <= config.ema_decay < 1.0:
-    _fail('ema_decay', config.ema_decay, 'use a value in [0, 1); 0 turns the EMA off.')
-  for name in ('g_optimizer', 'd_optimizer'):
-    opt = config[name]
-    if opt.lr <= 0:
-      _fail(f'{name}.lr', opt.lr, 'use a positive learning rate, e.g. 2e-4.')
-    for b in ('b1', 'b2'):
-      if not 0.0 <= opt[b] < 1.0:
-        _fail(f'{name}.{b}', opt[b], 'Adam betas lie in [0, 1).')
-  if config.weight_clip < 0:
-    _fail('weight_clip', config.weight_clip, 'use a value >= 0 (0 turns it off).')
-  wiring.validate(config)
-  _validate_d_heads(config)
-
-
-SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
-
-
-def _validate_d_heads(config: ml_collections.ConfigDict) -> None:
-  """The auxiliary D heads the techniques that are on need (SSGAN, InfoMax)."""
-  users = [t for t in wiring.TECHNIQUES if t.enabled(config) and t.d_heads(config)]
-  if not users:
-    return
-  need = [head for t in users for head in t.d_heads(config)]
-  section = ' and '.join(f'{t.section}.enabled' for t in users)
-  if config.model not in SELFSUP_MODELS:
-    _fail(
-      'model',
-      config.model,
-      f'{section} needs a D with self-supervised heads: use one of {SELFSUP_MODELS}.',
-    )
-  kwargs = config.get('model_kwargs') or {}
-  head = kwargs.get('d_aux_head', kwargs.get('aux_head', 'none'))
-  missing = [kind for kind in need if kind not in str(head).split('+')]
-  if missing:
-    _fail(
-      'model_kwargs.aux_head',
-      head,
-      f"{section} needs D's {' and '.join(missing)} head: set "
-      f'--config.model_kwargs.aux_head={"+".join(need)}.',
-    )
+from jaxgan.wiring.base import TOY_DATASETS, Technique
 
 
 def make_optimizer(
@@ -140,7 +67,7 @@ class Run:
   ``techniques`` are the :class:`jaxgan.wiring.base.Technique` instances the config turns on,
   in registry order: they add to the initial state (:meth:`init_state`) and wrap the compiled
   step (:meth:`compiled_step`); the loop calls their ``after_step`` after every step
-  (:meth:`after_step`).
+  (:func:`jaxgan.train.after_step`).
   """
 
   config: ml_collections.ConfigDict
@@ -183,20 +110,6 @@ class Run:
   def warmup_steps(self) -> int:
     """Steps at the start that are not adversarial (CoopInit's cooperative phase)."""
     return max((t.warmup_steps() for t in self.techniques), default=0)
-
-  def after_step(
-    self, state: GANState, metrics: dict, step: int, batch: dict
-  ) -> tuple[GANState, dict]:
-    """Each technique's per-step work after step ``step`` (0-based), in registry order.
-
-    Returns the state and the techniques' logs (prune/regrow, the Lipschitz monitor...).
-    """
-    info = StepInfo(step, batch, metrics, adversarial=step >= self.warmup_steps)
-    logs = {}
-    for technique in self.techniques:
-      state, more = technique.after_step(state, info)
-      logs.update(more)
-    return state, logs
 
   def make_batches(self, *, process_index: int, process_count: int):
     rows = self.config.batch_size * self.config.n_dis
@@ -269,7 +182,7 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
   if config.dataset == 'image_folder':  # the user's own images (few-shot), cached once
     folder = config.get('image_folder', {})
     if not folder.get('path', ''):
-      _fail(
+      fail(
         'image_folder.path', '', "give the folder of PNG/JPEG images for dataset='image_folder'."
       )
     arrays = image_folder.load_image_folder(
@@ -339,7 +252,7 @@ def _models(config: ml_collections.ConfigDict, image_shape: tuple):
 
 def _check_batch_size(config: ml_collections.ConfigDict, arrays: dict) -> None:
   if config.batch_size * config.n_dis > len(arrays['image']):
-    _fail(
+    fail(
       'batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.'
     )
 
@@ -349,7 +262,7 @@ def _check_labels(config: ml_collections.ConfigDict, arrays: dict, game: Game) -
   if game.conditional:
     labels = np.asarray(arrays['label'])
     if labels.min() < 0 or labels.max() >= game.num_classes:
-      _fail(
+      fail(
         'model_kwargs.num_classes',
         game.num_classes,
         f'dataset {config.dataset!r} has labels in [{labels.min()}, {labels.max()}]; a '

@@ -52,15 +52,28 @@ class MetricWriter:
       self._tb.close()
 
 
+LOG_FILES = ('metrics.jsonl', 'eval_log.jsonl')
+
+
 def truncate_log(workdir: str | Path, last_step: int) -> None:
-  """Drops ``metrics.jsonl`` rows after ``last_step`` (rows a crashed run logged
-  past its last checkpoint), so a resumed run's log has each step once."""
-  path = Path(workdir) / 'metrics.jsonl'
-  if not path.exists():
-    return
-  rows = [line for line in path.read_text().splitlines() if line.strip()]
-  kept = [line for line in rows if json.loads(line)['step'] <= last_step]
-  path.write_text(''.join(line + '\n' for line in kept))
+  """Drops the rows after ``last_step`` from the run's logs (:data:`LOG_FILES`).
+
+  Rows a killed session logged past its last checkpoint (all of them when it
+  was killed before its first checkpoint, ``last_step=0``), so a resumed run's
+  logs have each step once. A torn last line (a kill mid-write) is dropped too.
+  """
+  for name in LOG_FILES:
+    path = Path(workdir) / name
+    if not path.exists():
+      continue
+    kept = []
+    for line in path.read_text().splitlines():
+      try:
+        if json.loads(line)['step'] <= last_step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        continue
+    path.write_text(''.join(line + '\n' for line in kept))
 
 
 def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:

@@ -60,14 +60,23 @@ def imports_of(path: Path, library: Path) -> list[tuple[int, str]]:
 
 
 def unit_of(module: str, layers: dict) -> tuple[str, str] | None:
-  """``(layer, table name)`` of a ``jaxgan`` module (the longest name that covers it)."""
+  """``(layer, unit)`` of a ``jaxgan`` module, by the longest table name that covers it.
+
+  A name covers its module or package; ``pkg.*`` covers the modules of ``pkg`` (not ``pkg``
+  itself), each of them a unit of its own.
+  """
   best = None
   for layer, (names, _) in layers.items():
     for name in names:
-      dotted = 'jaxgan' if name == '__init__' else f'jaxgan.{name}'
-      covers = module == dotted or (name != '__init__' and module.startswith(dotted + '.'))
+      dotted = 'jaxgan' if name == '__init__' else f'jaxgan.{name.removesuffix(".*")}'
+      if name.endswith('.*'):
+        covers = module.startswith(dotted + '.')
+        unit = '.'.join(module.split('.')[: dotted.count('.') + 2])
+      else:
+        covers = module == dotted or (name != '__init__' and module.startswith(dotted + '.'))
+        unit = name
       if covers and (best is None or len(dotted) > len(best[2])):
-        best = (layer, name, dotted)
+        best = (layer, unit, dotted)
   return None if best is None else best[:2]
 
 
@@ -110,7 +119,8 @@ def test_the_check_reports_each_kind_of_violation(tmp_path):
     |---|---|---|
     | core | `steps` | core |
     | techniques | `dat` `sparse` | core |
-    | program | `train` | program techniques core |
+    | wiring | `wiring.*` | techniques core |
+    | program | `train` `wiring` | program wiring techniques core |
     """)
   files = {
     '__init__.py': '',
@@ -120,6 +130,9 @@ def test_the_check_reports_each_kind_of_violation(tmp_path):
     'sparse/masks.py': 'import jaxgan.steps\n',
     'train.py': 'import jaxgan.dat\nimport experiments.configs\n',
     'loose.py': '',
+    'wiring/__init__.py': 'from jaxgan.wiring import dat, sparse\n',
+    'wiring/dat.py': 'def build():\n  from jaxgan import dat\n',
+    'wiring/sparse.py': 'from jaxgan.wiring import dat\n',
   }
   for name, text in files.items():
     path = tmp_path / 'jaxgan' / name
@@ -132,6 +145,7 @@ def test_the_check_reports_each_kind_of_violation(tmp_path):
     'jaxgan/loose.py: in no row',
     'jaxgan/steps.py:2 imports jaxgan.dat (techniques layer): the core layer',
     'jaxgan/train.py:2 imports experiments.configs',
+    'jaxgan/wiring/sparse.py:1 imports jaxgan.wiring.dat (wiring layer): the wiring layer',
   ]
   assert len(problems) == len(expected), problems
   for problem, start in zip(problems, expected, strict=True):

@@ -39,7 +39,14 @@ def get_config():
   c.weight_clip = 0.0  # WGAN critic clipping (0.01 in the reference); 0 = off
   c.r1_weight = 0.0
   c.gp_weight = 0.0
-  c.skip_nonfinite_updates = False  # optax.apply_if_finite around both optimizers
+  # Skip an update whose gradients are not finite (optax.apply_if_finite around both
+  # optimizers) instead of stopping the run; may be switched on or off when resuming.
+  c.skip_nonfinite_updates = False
+  # Divergence guard (0 = off): stop like on NaN when the L2 norm of G's or D's parameters
+  # exceeds max_param_norm, or when |mean D logit| or a normalization statistic (BatchNorm
+  # running mean/variance) exceeds max_activation. With a bound set, the values are logged as
+  # guard/* so you can pick bounds from a healthy run.
+  c.guard = ml_collections.ConfigDict(dict(max_param_norm=0.0, max_activation=0.0))
   c.precision = 'float32'  # bfloat16: compute in bf16 on accelerators; params/opt state stay f32
   # Techniques (each off by default; see README for which combinations are valid).
   c.diffaugment = ''  # DiffAugment policy, e.g. 'color,translation,cutout'
@@ -98,4 +105,10 @@ def get_config():
   c.best_metric = ''  # e.g. 'fid' to keep the best checkpoint by it
   c.best_mode = 'min'
   c.distributed = False  # call jax.distributed.initialize() (multi-host)
+  # Resuming: the config must match the checkpoint's, except for the loop's own fields
+  # (logging, sampling, evaluation, checkpointing, num_steps in a dense run). List fields you
+  # change on purpose, comma-separated: e.g. 'num_steps,d_optimizer.lr' ('d_optimizer' covers
+  # the whole section).
+  c.allow_changes = ''
+  c.dry_run = False  # validate, build, run (and so compile) one step, write nothing, exit
   return c

@@ -4,11 +4,23 @@ For few-shot training (the 100-shot Obama / Grumpy-cat / Panda settings of
 DiffAugment and the lottery-ticket paper): :func:`prepare_image_folder` reads
 every ``.png``, ``.jpg`` and ``.jpeg`` file under a folder (recursively, hidden
 files and folders skipped, sorted by relative path), turns each into an
-``R x R`` image (EXIF orientation applied, converted to RGB or grayscale,
-resized so the shorter side is ``R`` with a Lanczos filter, then center-cropped),
-and writes them once as a tfds array_record dataset (split ``'train'``), read
-back with ``jaxgan.data.load_arrays(name, 'train', data_dir=...)`` or
-:func:`load_image_folder`.
+``R x R`` image (EXIF orientation applied, converted to RGB or grayscale as
+below, resized so the shorter side is ``R`` with a Lanczos filter, then
+center-cropped), and writes them once as a tfds array_record dataset (split
+``'train'``) of uint8 images, read back with ``jaxgan.data.load_arrays(name,
+'train', data_dir=...)`` or :func:`load_image_folder`.
+
+Modes (a folder may mix them):
+
+* 8-bit RGB, grayscale, palette and bilevel images: Pillow's conversion to RGB
+  (grayscale copied to the three channels) or to grayscale (ITU-R 601-2 luma);
+* images with transparency (RGBA, LA, a palette with a transparent entry): the
+  colors composited over black (color times alpha), then converted as above;
+* 16-bit grayscale (``I;16`` and ``I`` modes): kept at full depth through the
+  resize, then scaled from [0, 65535] to [0, 255] (``v / 257``, rounded), never
+  clipped; 16-bit-per-channel RGB(A) PNGs are read by Pillow at 8 bits (the high
+  byte, ``v // 256``), which is scaled the same way to within one level;
+* CMYK JPEGs: Pillow's conversion to RGB.
 
 Labels: when every image sits inside a first-level subfolder, the label is
 that subfolder's index in sorted order (``folder/<class>/...``, as
@@ -34,9 +46,10 @@ import numpy as np
 from jaxgan.data.tfds_source import resolve_data_dir, write_arrays_dataset
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
-VERSION = '1.0.0'
+VERSION = '1.1.0'  # 1.1.0: 16-bit grayscale scaled, transparency over black
 SPLIT = 'train'
 _FINGERPRINT = 'fingerprint='
+_SIXTEEN_BIT_GRAY = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -68,24 +81,42 @@ def load_image(path: str | os.PathLike, resolution: int, channels: int = 3) -> n
   """One image file as uint8 ``[resolution, resolution, channels]``.
 
   EXIF orientation is applied; the image is converted to RGB (``channels=3``)
-  or grayscale (``channels=1``), resized with Lanczos so that its shorter side
-  is ``resolution`` (the longer side rounded, at least ``resolution``) and
-  center-cropped (an odd excess puts the extra pixel on the right/bottom).
+  or grayscale (``channels=1``) as the module docstring says (16-bit
+  grayscale scaled, transparency over black), resized with Lanczos so that its
+  shorter side is ``resolution`` (the longer side rounded, at least
+  ``resolution``) and center-cropped (an odd excess puts the extra pixel on the
+  right/bottom).
   """
   from PIL import Image, ImageOps
 
   _check_args(resolution, channels)
   with Image.open(path) as im:
-    im = ImageOps.exif_transpose(im)
-    im = im.convert('RGB' if channels == 3 else 'L')
+    im = _converted(ImageOps.exif_transpose(im), channels)
     w, h = im.size
     scale = resolution / min(w, h)
     nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
     im = im.resize((nw, nh), Image.Resampling.LANCZOS)
     left, top = (nw - resolution) // 2, (nh - resolution) // 2
     im = im.crop((left, top, left + resolution, top + resolution))
-    arr = np.asarray(im, dtype=np.uint8)
+    arr = np.asarray(im)
+  if arr.dtype != np.uint8:  # 16-bit grayscale, resized as float in [0, 255]
+    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+  if arr.ndim == 2 and channels == 3:
+    arr = np.repeat(arr[..., None], 3, axis=-1)
   return arr.reshape(resolution, resolution, channels)
+
+
+def _converted(im, channels: int):
+  """``im`` as 8-bit RGB or L, or as float ``F`` in [0, 255] for 16-bit grayscale."""
+  from PIL import Image
+
+  if im.mode in _SIXTEEN_BIT_GRAY:
+    return Image.fromarray(np.asarray(im, dtype=np.float32) * np.float32(255.0 / 65535.0))
+  target = 'RGB' if channels == 3 else 'L'
+  if im.has_transparency_data:
+    rgba = im.convert('RGBA')
+    im = Image.alpha_composite(Image.new('RGBA', rgba.size, (0, 0, 0, 255)), rgba)
+  return im.convert(target)
 
 
 def _check_args(resolution: int, channels: int) -> None:

@@ -84,6 +84,10 @@ class Technique:
   """
 
   section: ClassVar[str] = ''  # its config section, ``config.<section>``
+  # Its config fields a resumed run may change (they steer no training, e.g. a monitor).
+  free_on_resume: ClassVar[tuple[str, ...]] = ()
+  # Whether its schedule spans ``num_steps``, which a resumed run then may not change.
+  schedule_spans_num_steps: ClassVar[bool] = False
 
   @classmethod
   def enabled(cls, config) -> bool:

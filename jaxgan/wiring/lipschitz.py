@@ -36,6 +36,8 @@ def gradient_norms(game):
 class Lipschitz(Technique):
   """Logs D's input-gradient norms on the real batch and fresh fakes at every log step."""
 
+  free_on_resume = ('monitor_lipschitz',)
+
   @classmethod
   def enabled(cls, config) -> bool:
     return bool(config.get('monitor_lipschitz', False))

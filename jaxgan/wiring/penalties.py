@@ -12,7 +12,7 @@ class Penalties(Technique):
 
   @classmethod
   def enabled(cls, config) -> bool:
-    return any(config.get(field, 0.0) > 0 for field in FIELDS)
+    return any(is_number(config.get(field, 0.0)) and config.get(field, 0.0) > 0 for field in FIELDS)
 
   @classmethod
   def validate(cls, config) -> None:

@@ -55,6 +55,7 @@ class Sparse(Technique):
   """Masked optimizers, the balance measurement, prune/regrow and the D controller."""
 
   section = 'sparse'
+  schedule_spans_num_steps = True  # the prune/regrow schedule is cosine over num_steps
 
   @classmethod
   def validate(cls, config) -> None:
