@@ -15,7 +15,7 @@ The functional API, importable with JAX, Flax, optax, chex and NumPy alone:
 * techniques as modules: :mod:`jaxgan.augment` (DiffAugment), :mod:`jaxgan.dat`,
   :mod:`jaxgan.sparse`, :mod:`jaxgan.coopinit`, :mod:`jaxgan.regularizers`.
 
-Everything else (``jaxgan.models``, ``jaxgan.data``, ``jaxgan.metrics``, the
+Every name and submodule (``jaxgan.models``, ``jaxgan.data``, ``jaxgan.metrics``, the
 training program ``jaxgan.train``...) is imported on first access, so optional
 dependencies (tensorflow-datasets, orbax, matplotlib...) load only when used.
 """
@@ -24,52 +24,64 @@ from __future__ import annotations
 
 import importlib
 
-from jaxgan import (
-  augment,
-  checks,
-  coopinit,
-  dat,
-  game,
-  losses,
-  nnx_adapter,
-  onestage,
-  regularizers,
-  sparse,
-  state,
-  steps,
-)
 from jaxgan._version import __version__
-from jaxgan.coopinit import LangevinConfig, coop_step
-from jaxgan.dat import DATConfig, dat_d_gradients, dat_d_loss, make_dat_perturbation
-from jaxgan.game import Game, gaussian_latents, make_apply
-from jaxgan.losses import GANLoss, get_loss
-from jaxgan.nnx_adapter import from_nnx, to_nnx
-from jaxgan.onestage import one_stage_step
-from jaxgan.state import GANState, Player, create_state, create_state_from_variables
-from jaxgan.steps import (
-  DEFAULT_EMA_DECAY,
-  GANGradients,
-  d_gradients,
-  g_gradients,
-  two_stage_step,
-)
 
-# Submodules loaded on first access (``jaxgan.models`` etc.).
-_LAZY = (
+# Public names and the submodule each comes from. Nothing is imported until first use, so
+# ``import jaxgan.config_checks`` (the command line's validation) loads no JAX at all.
+_NAMES = {
+  'LangevinConfig': 'coopinit',
+  'coop_step': 'coopinit',
+  'DATConfig': 'dat',
+  'dat_d_gradients': 'dat',
+  'dat_d_loss': 'dat',
+  'make_dat_perturbation': 'dat',
+  'Game': 'game',
+  'gaussian_latents': 'game',
+  'make_apply': 'game',
+  'GANLoss': 'losses',
+  'get_loss': 'losses',
+  'from_nnx': 'nnx_adapter',
+  'to_nnx': 'nnx_adapter',
+  'one_stage_step': 'onestage',
+  'GANState': 'state',
+  'Player': 'state',
+  'create_state': 'state',
+  'create_state_from_variables': 'state',
+  'DEFAULT_EMA_DECAY': 'steps',
+  'GANGradients': 'steps',
+  'd_gradients': 'steps',
+  'g_gradients': 'steps',
+  'two_stage_step': 'steps',
+}
+# Submodules, loaded on first access (``jaxgan.models`` etc.).
+_MODULES = (
   'advaug',
+  'augment',
   'checkpoint',
+  'checks',
   'cli',
+  'config_checks',
+  'coopinit',
+  'dat',
   'data',
   'distill',
   'evaluation',
+  'game',
   'infomax',
   'lipschitz',
+  'losses',
   'metrics',
   'models',
   'nn',
+  'nnx_adapter',
+  'onestage',
   'parallel',
+  'regularizers',
   'run_setup',
+  'sparse',
   'ssgan',
+  'state',
+  'steps',
   'train',
   'translation',
   'writers',
@@ -116,10 +128,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-  if name in _LAZY:
+  if name in _NAMES:
+    return getattr(importlib.import_module(f'{__name__}.{_NAMES[name]}'), name)
+  if name in _MODULES:
     return importlib.import_module(f'{__name__}.{name}')
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(_LAZY))
+  return sorted(set(globals()) | set(_NAMES) | set(_MODULES))

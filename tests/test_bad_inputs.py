@@ -337,9 +337,120 @@ def _image_at_resolution_zero(tmp_path):
   image_folder.load_image(tmp_path / 'any.png', 0)
 
 
+def _step_call(
+  images=None, *, builder='two_stage', loss='ns', mode='auto', d_module=None, g_tx=None, batch=None
+):
+  """Builds a step of the tiny game and calls it once on ``images`` (or ``batch``)."""
+  import optax
+  import tiny_models as tm
+
+  from jaxgan import onestage, steps
+
+  game, g, d = tm.make_game(
+    loss if isinstance(loss, str) else 'ns', d_module=d_module, d_batch_coupled=None
+  )
+  if not isinstance(loss, str):
+    game = game.replace(loss=loss)
+  state = tm.make_state(g, d)
+  g_tx = g_tx or optax.identity()
+  if builder == 'two_stage':
+    step = steps.two_stage_step(game, g_tx, optax.identity())
+  else:
+    step = onestage.one_stage_step(game, g_tx, optax.identity(), mode=mode)
+  step(state, {'image': images} if batch is None else batch)
+
+
+def _renamed_hinge():
+  import dataclasses
+
+  from jaxgan import losses
+
+  return dataclasses.replace(losses.get_loss('hinge'), name='my_hinge')
+
+
+def _d_with_two_logits():
+  import flax.linen as nn
+
+  class TwoLogitD(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+      return nn.Dense(2)(x.reshape(x.shape[0], -1))
+
+  return TwoLogitD()
+
+
+def _batchnorm_d():
+  import tiny_models as tm
+
+  return tm.TinyBND()
+
+
+_IMAGES = np.linspace(-1, 1, 8 * 4, dtype=np.float32).reshape(8, 2, 2, 1)
+
 API_ROWS = [
   Bad('checkpointer_keep', _checkpointer_keep_zero, 'got 0', 'keep must be >= 1'),
   Bad('image_resolution', _image_at_resolution_zero, 'got 0', 'positive int (e.g. 256)'),
+  Bad(
+    'step_images_0_255',
+    lambda t: _step_call(np.full((8, 2, 2, 1), 200.0, np.float32)),
+    'spans [200, 200]',
+    'jaxgan.data.to_float',
+  ),
+  Bad(
+    'step_uint8_images',
+    lambda t: _step_call(np.zeros((8, 2, 2, 1), np.uint8)),
+    'dtype uint8',
+    'jaxgan.data.to_float',
+  ),
+  Bad(
+    'step_empty_batch',
+    lambda t: _step_call(np.zeros((0, 2, 2, 1), np.float32)),
+    'is empty',
+    'at least one image',
+  ),
+  Bad('step_batch_not_a_dict', lambda t: _step_call(batch=_IMAGES), 'got ndarray', "{'image'"),
+  Bad(
+    'step_optimizer_not_the_states',
+    lambda t: _step_call(_IMAGES, g_tx=__import__('optax').adam(1e-3)),
+    'EmptyState',
+    'create_state(g_tx=...)',
+  ),
+  Bad(
+    'step_d_two_logits',
+    lambda t: _step_call(_IMAGES, d_module=_d_with_two_logits()),
+    'got shape (8, 2)',
+    'out[:, 0]',
+  ),
+  Bad(
+    'onestage_asymmetric_batchnorm_d',
+    lambda t: _step_call(_IMAGES, builder='one_stage', mode='asymmetric', d_module=_batchnorm_d()),
+    'batch-coupled D',
+    "mode='exact'",
+  ),
+  Bad(
+    'onestage_asymmetric_renamed_hinge',
+    lambda t: _step_call(_IMAGES, builder='one_stage', mode='asymmetric', loss=_renamed_hinge()),
+    "'my_hinge'",
+    "mode='exact'",
+  ),
+  Bad(
+    'onestage_symmetric_ns',
+    lambda t: _step_call(_IMAGES, builder='one_stage', mode='symmetric'),
+    "got 'ns'",
+    "mode='asymmetric'",
+  ),
+  Bad(
+    'onestage_unknown_mode',
+    lambda t: _step_call(_IMAGES, builder='one_stage', mode='fast'),
+    "'fast'",
+    'choose one of',
+  ),
+  Bad(
+    'step_images_of_another_shape',
+    lambda t: _step_call(np.zeros((8, 4, 4, 1), np.float32)),
+    '(4, 4, 1)',
+    'image_shape',
+  ),
 ]
 TRAINED: Path
 

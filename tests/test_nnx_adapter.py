@@ -132,7 +132,9 @@ def nnx_state(g_tx, d_tx, d_model=None):
 
 
 def test_steps_with_dat_diffaugment_and_a_sparse_nnx_g():
-  g_tx = sparse.sparse_optimizer(optax.adam(1e-2), jax.random.PRNGKey(7), 0.3)
+  g_tx = sparse.masked_optimizer(
+    optax.adam(1e-2), sparse.mask_initializer(jax.random.PRNGKey(7), 0.3)
+  )
   d_tx = optax.adam(1e-2)
   g_apply, d_apply, state = nnx_state(g_tx, d_tx)
   masks = sparse.get_masks(state.g.opt_state)

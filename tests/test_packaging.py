@@ -20,7 +20,14 @@ from jaxgan._version import __version__
 ROOT = Path(__file__).resolve().parents[1]
 CORE = {'jax', 'flax', 'optax', 'chex', 'numpy'}
 # Modules of the training program; everything else in jaxgan is the library.
-PROGRAM = {'jaxgan.cli', 'jaxgan.train', 'jaxgan.run_setup', 'jaxgan.checkpoint'}
+PROGRAM = {
+  'jaxgan.cli',
+  'jaxgan.config_checks',
+  'jaxgan.train',
+  'jaxgan.run_setup',
+  'jaxgan.checkpoint',
+  'jaxgan.workdir_lock',
+}
 # Top-level modules of the extras' distributions, which the library must not import.
 EXTRA_MODULES = (
   'tensorflow_datasets',

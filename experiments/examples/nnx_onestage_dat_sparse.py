@@ -30,8 +30,8 @@ def main(steps: int = 300, batch: int = 64, density: float = 0.3) -> dict[str, f
   d_apply, d_vars = jaxgan.from_nnx(MLP(2, 1, nnx.Rngs(1)))
   game = jaxgan.Game(g_apply, d_apply, jaxgan.get_loss('ns'), jaxgan.gaussian_latents(8))
   game = game.replace(d_perturbation=jaxgan.make_dat_perturbation(step_size=batch / 64))
-  g_tx = sparse.sparse_optimizer(optax.adam(1e-3, b1=0.5), jax.random.PRNGKey(2), density)
-  d_tx = optax.adam(1e-3, b1=0.5)
+  d_tx = optax.adam(1e-3, b1=0.5)  # G: the same Adam, with random ERK masks of `density`
+  g_tx = sparse.masked_optimizer(d_tx, sparse.mask_initializer(jax.random.PRNGKey(2), density))
   state = jaxgan.create_state_from_variables(
     jax.random.PRNGKey(3), g_variables=g_vars, d_variables=d_vars, g_tx=g_tx, d_tx=d_tx
   )
