@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import types
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.configs import toy2d
-from jaxgan import augment, run_setup, sparse, train
+from jaxgan import augment, run_setup, sparse, train, wiring
 from jaxgan import data as jdata
+from jaxgan.wiring import Technique
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shift_and_swap(x, key):
@@ -70,3 +78,59 @@ def test_rigl_growth_gradients_are_those_of_the_loss_the_step_trains(tmp_path, m
   for got, want in ((seen['g'], want_g), (seen['d'], want_d)):
     for a, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
       np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
+
+
+class _Recorder(Technique):
+  """Appends ``(name, step, adversarial)`` to ``calls`` and adds one to the state."""
+
+  def __init__(self, name, calls, warmup=0):
+    super().__init__(config=None)
+    self.name, self.calls, self.warmup = name, calls, warmup
+
+  def warmup_steps(self):
+    return self.warmup
+
+  def after_step(self, state, info):
+    self.calls.append((self.name, info.step, info.adversarial))
+    return state + 1, {self.name: info.metrics['loss']}
+
+
+def test_after_step_calls_the_techniques_in_order_after_their_warmup():
+  calls = []
+  techniques = (_Recorder('a', calls), _Recorder('b', calls, warmup=2), _Recorder('c', calls))
+  run = types.SimpleNamespace(techniques=techniques, warmup_steps=2)
+  for step in range(3):
+    state, logs = train.after_step(run, 10 * step, {'loss': step}, step, {'image': None})
+    assert state == 10 * step + 3 and logs == {'a': step, 'b': step, 'c': step}
+  assert calls == [(n, s, s >= 2) for s in range(3) for n in 'abc']
+
+
+_CHECK_ALL = """
+import sys
+from jaxgan import config_checks, wiring
+from experiments.configs import default
+
+c = default.get_config()
+c.update(diffaugment='color', r1_weight=1.0, gp_weight=1.0, monitor_lipschitz=True)
+c.model_kwargs.aux_head = 'rotation+infomax'
+for section in ('advaug', 'ssgan', 'infomax', 'dat', 'coopinit', 'sparse'):
+  c[section].enabled = True
+c.lottery.ticket = '/nonexistent/ticket.npz'  # the last technique of the registry refuses it
+try:
+  config_checks.validate_config(c)
+except config_checks.ConfigError as err:
+  print(err)
+print(sum(t.enabled(c) for t in wiring.TECHNIQUES), len(wiring.TECHNIQUES))
+print(sorted(m for m in ('jax', 'flax', 'optax', 'numpy') if m in sys.modules))
+"""
+
+
+def test_every_technique_is_checked_without_jax():
+  """The config checks of all registered techniques run before JAX (the CLI's fast errors)."""
+  out = subprocess.run(
+    [sys.executable, '-c', _CHECK_ALL], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  error, counts, modules = out.stdout.splitlines()
+  assert error.startswith("config.lottery.ticket='/nonexistent/ticket.npz' is invalid"), out
+  assert counts == f'{len(wiring.TECHNIQUES)} {len(wiring.TECHNIQUES)}'
+  assert modules == '[]'
