@@ -5,10 +5,12 @@ about a second; :func:`jaxgan.train.train_and_evaluate` runs them again for
 callers of the Python API. Every refusal is a :class:`ConfigError` whose
 message names the field, its value and the fix, on one line:
 ``config.d_optimizer.lr=-0.001 is invalid: use a positive learning rate, e.g. 2e-4.``
+Each technique checks its own section (:meth:`jaxgan.wiring.base.Technique.validate`).
 
-Names the library defines elsewhere (losses, one-stage modes, sparse variants,
-DiffAugment ops, ...) are repeated here so that checking them imports nothing
-heavy; ``tests/test_bad_inputs.py`` checks each copy against its source.
+Names the library defines elsewhere (losses, one-stage modes, a technique's
+options) are repeated here and in :mod:`jaxgan.wiring` so that checking them
+imports nothing heavy; ``tests/test_bad_inputs.py`` checks each copy against its
+source.
 """
 
 from __future__ import annotations
@@ -22,22 +24,23 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxgan import wiring
+from jaxgan.wiring.base import TOY_DATASETS, ConfigError, fail
+from jaxgan.wiring.base import is_int as _is_int
+from jaxgan.wiring.base import is_number as _is_number
+
 TRAINERS = ('two_stage', 'one_stage')
 PRECISIONS = ('float32', 'bfloat16')
-TOY_DATASETS = ('8ring', '25grid')
 LOSSES = ('hinge', 'lsgan', 'minimax', 'ns', 'wgan')  # jaxgan.losses.LOSSES
 ONESTAGE_MODES = ('auto', 'symmetric', 'asymmetric', 'exact')  # jaxgan.onestage.MODES
-SPARSE_VARIANTS = ('static', 'sdst', 'dda', 'relax', 'strict')  # jaxgan.sparse.ddst.VARIANTS
-DIFFAUGMENT_OPS = ('brightness', 'color', 'contrast', 'cutout', 'saturation', 'translation')
-SSGAN_ROTATIONS = ('all', 'quarter')  # jaxgan.ssgan.ROTATIONS
-INFOMAX_NEGATIVES = ('same_position', 'all_positions')  # jaxgan.infomax.NEGATIVES
 SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
 OPEN_SECTION = 'model_kwargs'  # the config section whose keys are the model's, not the config's
 
 # Fields that steer only the loop around training (when to log, sample, evaluate,
 # checkpoint, where the data or the Inception weights live, the run's own
-# switches): a resumed run may change them freely. num_steps may change too unless
-# a schedule depends on it (sparse.enabled: the prune/regrow schedule spans it).
+# switches): a resumed run may change them freely, and so may a technique's fields
+# that its Technique.free_on_resume names. num_steps may change too unless a
+# technique's schedule spans it (Technique.schedule_spans_num_steps).
 FREE_ON_RESUME = (
   'log_every',
   'sample_every',
@@ -47,7 +50,6 @@ FREE_ON_RESUME = (
   'keep_checkpoints',
   'best_metric',
   'best_mode',
-  'monitor_lipschitz',
   'distributed',
   'data_dir',
   'inception_weights',
@@ -57,31 +59,14 @@ FREE_ON_RESUME = (
   'dry_run',
 )
 
-
-class ConfigError(ValueError):
-  """A config value, an input or the work directory cannot be used as given."""
-
-
-def fail(field: str, value, fix: str):
-  """Raises :class:`ConfigError` for ``config.<field>=<value>`` with ``fix``."""
-  raise ConfigError(f'config.{field}={value!r} is invalid: {fix}')
-
-
-def _is_int(x) -> bool:
-  return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-  return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _get(config, dotted: str, default=None):
-  node = config
-  for part in dotted.split('.'):
-    if not hasattr(node, 'keys') or part not in node:
-      return default
-    node = node[part]
-  return node
+__all__ = [
+  'ConfigError',
+  'TOY_DATASETS',
+  'fail',
+  'check_resume',
+  'check_workdir',
+  'validate_config',
+]
 
 
 def _plain(config) -> dict:
@@ -115,8 +100,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail('pad_to', config.pad_to, 'use an image size in pixels, e.g. 32 (0 turns it off).')
   _validate_game(config)
   _validate_optimizers(config)
-  _validate_techniques(config)
-  _validate_selfsup(config)
+  wiring.validate(config)
+  _validate_d_heads(config)
   _validate_data(config)
   _validate_program(config)
 
@@ -141,9 +126,8 @@ def _validate_game(config: ml_collections.ConfigDict) -> None:
     fail('precision', config.precision, f'choose one of {PRECISIONS}.')
   if not _is_number(config.ema_decay) or not 0.0 <= config.ema_decay < 1.0:
     fail('ema_decay', config.ema_decay, 'use a value in [0, 1); 0 turns the EMA off.')
-  for field in ('weight_clip', 'r1_weight', 'gp_weight'):
-    if not _is_number(config[field]) or config[field] < 0:
-      fail(field, config[field], 'use a value >= 0 (0 turns it off).')
+  if not _is_number(config.weight_clip) or config.weight_clip < 0:
+    fail('weight_clip', config.weight_clip, 'use a value >= 0 (0 turns it off).')
 
 
 def _validate_optimizers(config: ml_collections.ConfigDict) -> None:
@@ -159,89 +143,13 @@ def _validate_optimizers(config: ml_collections.ConfigDict) -> None:
       fail(f'{name}.weight_decay', wd, 'use a value >= 0 (0 = Adam, > 0 = AdamW).')
 
 
-def _validate_techniques(config: ml_collections.ConfigDict) -> None:
-  policy = config.get('diffaugment', '')
-  if not isinstance(policy, str):
-    fail('diffaugment', policy, "give a policy string, e.g. 'color,translation,cutout'.")
-  unknown = [p.strip() for p in policy.split(',') if p.strip() and p.strip() not in DIFFAUGMENT_OPS]
-  if unknown:
-    fail(
-      'diffaugment',
-      policy,
-      f'unknown op {unknown[0]!r}{_did_you_mean(unknown[0], DIFFAUGMENT_OPS)}; use a comma-'
-      f"separated list of {DIFFAUGMENT_OPS}, e.g. 'color,translation,cutout'.",
-    )
-  dat = config.get('dat')
-  if dat is not None and dat.enabled:
-    if not _is_int(dat.steps) or dat.steps < 1:
-      fail('dat.steps', dat.steps, 'use a positive number of attack steps (the paper: 1).')
-    if not _is_number(dat.step_size) or dat.step_size <= 0:
-      fail('dat.step_size', dat.step_size, 'use a positive step size (the paper: 1.0).')
-    if not _is_number(dat.clip) or dat.clip < 0:
-      fail('dat.clip', dat.clip, 'use a value >= 0 (0: no clipping of the perturbation).')
-  coop = config.get('coopinit')
-  if coop is not None and coop.enabled:
-    if not _is_int(coop.t_init) or coop.t_init < 0:
-      fail('coopinit.t_init', coop.t_init, 'use a number of cooperative iterations >= 0.')
-    if coop.t_init >= config.num_steps:
-      fail(
-        'coopinit.t_init',
-        coop.t_init,
-        f'it is not below num_steps={config.num_steps}, so adversarial training would never '
-        f'start: use t_init < num_steps (e.g. {max(0, config.num_steps // 10)}).',
-      )
-    if not _is_int(coop.n_steps) or coop.n_steps < 1:
-      fail('coopinit.n_steps', coop.n_steps, 'use a positive number of Langevin steps.')
-    for field in ('step_size', 'teach_sigma'):
-      if not _is_number(coop[field]) or coop[field] <= 0:
-        fail(f'coopinit.{field}', coop[field], 'use a positive value.')
-    if not _is_number(coop.noise_scale) or coop.noise_scale < 0:
-      fail('coopinit.noise_scale', coop.noise_scale, 'use a value >= 0.')
-  sp = config.get('sparse')
-  if sp is not None and sp.enabled:
-    if sp.variant not in SPARSE_VARIANTS:
-      fail(
-        'sparse.variant',
-        sp.variant,
-        f'choose one of {SPARSE_VARIANTS}{_did_you_mean(sp.variant, SPARSE_VARIANTS)}.',
-      )
-    if not _is_number(sp.g_density) or not 0.0 < sp.g_density <= 1.0:
-      fail('sparse.g_density', sp.g_density, 'use a density in (0, 1], e.g. 0.1.')
-    if not _is_number(sp.d_density) or not 0.0 <= sp.d_density <= 1.0:
-      fail('sparse.d_density', sp.d_density, 'use a density in (0, 1] (0: the same as G).')
-    for field in ('g_update_every', 'd_control_every', 'br_freq', 'br_window'):
-      if not _is_int(sp[field]) or sp[field] < 1:
-        fail(f'sparse.{field}', sp[field], 'use a positive number of steps.')
-  ticket = _get(config, 'lottery.ticket', '')
-  if ticket:
-    if not Path(ticket).is_file():
-      fail(
-        'lottery.ticket', ticket, 'give the .npz of G masks written by experiments.lottery_mnist.'
-      )
-    if sp is not None and sp.enabled:
-      fail('lottery.ticket', ticket, "a ticket fixes G's masks: set sparse.enabled=False with it.")
-
-
-def _validate_selfsup(config: ml_collections.ConfigDict) -> None:
-  """The ``ssgan`` and ``infomax`` sections, and the D head they need."""
-  need = []
-  ss, im = config.get('ssgan'), config.get('infomax')
-  if ss is not None and ss.enabled:
-    for field in ('d_weight', 'g_weight'):
-      if not _is_number(ss[field]) or ss[field] < 0:
-        fail(f'ssgan.{field}', ss[field], 'use a value >= 0 (Mimicry: d_weight 1.0, g_weight 0.2).')
-    if ss.get('rotations', 'all') not in SSGAN_ROTATIONS:
-      fail('ssgan.rotations', ss.rotations, f'choose one of {SSGAN_ROTATIONS}.')
-    need.append('rotation')
-  if im is not None and im.enabled:
-    if not _is_number(im.weight) or im.weight < 0:
-      fail('infomax.weight', im.weight, 'use a value >= 0 (Mimicry: 0.2).')
-    if im.get('negatives', 'same_position') not in INFOMAX_NEGATIVES:
-      fail('infomax.negatives', im.negatives, f'choose one of {INFOMAX_NEGATIVES}.')
-    need.append('infomax')
-  if not need:
+def _validate_d_heads(config: ml_collections.ConfigDict) -> None:
+  """The auxiliary D heads of the model: those the techniques that are on need (SSGAN, InfoMax)."""
+  users = [t for t in wiring.TECHNIQUES if t.enabled(config) and t.d_heads(config)]
+  if not users:
     return
-  section = ' and '.join({'rotation': 'ssgan', 'infomax': 'infomax'}[k] + '.enabled' for k in need)
+  need = [head for t in users for head in t.d_heads(config)]
+  section = ' and '.join(f'{t.section}.enabled' for t in users)
   if config.model not in SELFSUP_MODELS:
     fail(
       'model',
@@ -346,15 +254,16 @@ def config_changes(
 ) -> list[tuple[str, object, object]]:
   """Fields whose value differs from the checkpoint's config, ``(name, saved, now)``.
 
-  Fields that steer only the loop (:data:`FREE_ON_RESUME`) are left out, and so
-  is ``num_steps`` unless the run is sparse. A field on one side only is a
+  Fields that steer only the loop (:data:`FREE_ON_RESUME` and the techniques'
+  ``free_on_resume``) are left out, and so is ``num_steps`` unless a technique's
+  schedule spans it (sparse training). A field on one side only is a
   change under ``model_kwargs`` (set vs. the model's default); elsewhere it is
   a field another version of jaxgan added or removed, and is left out.
   """
   saved = flatten(_plain(saved_json))
   now = flatten(_plain(config))
-  free = list(FREE_ON_RESUME)
-  if not _get(config, 'sparse.enabled', False):
+  free = [*FREE_ON_RESUME, *(f for t in wiring.TECHNIQUES for f in t.free_on_resume)]
+  if not any(t.schedule_spans_num_steps and t.enabled(config) for t in wiring.TECHNIQUES):
     free.append('num_steps')
   missing = '(not set)'
   names = (set(saved) & set(now)) | {

@@ -1,84 +1,23 @@
-"""CoopInit: cooperative (EBM + MCMC-teaching) initialization of a GAN.
+"""CoopInit: cooperative initialization of a GAN (an EBM taught by MCMC).
 
-Zhao, Xie and Li (AAAI 2023), built on CoopNets (Xie et al. 2018). For the first
-``t_init`` iterations D's logit is the negative energy ``f`` of an energy-based
-model and G is its MCMC initializer; afterwards the run switches to any
-adversarial step of the library with the same parameters.
+Zhao, Xie and Li, "CoopInit: Initializing Generative Adversarial Networks via Cooperative
+Learning" (AAAI 2023), built on CoopNets (Xie, Lu, Gao, Zhu and Wu, AAAI 2018). For the first
+``t_init`` iterations D's logit is the negative energy ``f`` of an energy-based model and G is
+its MCMC initializer; then the run switches to any adversarial step with the same parameters.
+One cooperative iteration (:func:`coop_step`; :func:`gradients` without a ``GANState``):
 
-One cooperative iteration (:func:`coop_step`, the CoopNets order):
+1. ``z ~ p(z)``, ``x_hat = G(z)``;
+2. ``x_tilde``: K Langevin steps ``x <- clip(x + (delta^2 / 2) grad_x f(x) + sigma eps)`` from
+   ``x_hat`` under D before its update, with no gradient through the chain (:func:`langevin_revise`);
+3. D descends :func:`ebm_d_loss`, ``mean f(x_tilde) - mean f(x_real)``;
+4. G descends :func:`teaching_g_loss`, the regression of ``G(z)`` onto ``x_tilde``.
 
-1. ``z ~ p(z)``, ``x_hat = G(z)``.
-2. ``x_tilde = Langevin_K(f, init=x_hat)`` with D *before* its update, no
-   gradient through the chain (:func:`langevin_revise`)::
-
-     x <- clip(x + (delta^2 / 2) * grad_x f(x) + sigma * eps),  eps ~ N(0, I)
-     f(x) = D(x) [ - ||x||^2 / (2 s^2) ]   (optional Gaussian reference term)
-
-3. D descends the maximum-likelihood loss :func:`ebm_d_loss`
-   ``mean f(x_tilde) - mean f(x_real)`` (f = D's raw logit, "high = real", the
-   same orientation as the GAN's D).
-4. G descends the MCMC-teaching loss :func:`teaching_g_loss`: regression of
-   ``G(z)`` onto ``x_tilde`` from the same ``z``.
-
-The phase lives in ``state.extra['coopinit'] = {'phase': int32}`` (0 =
-cooperative, 1 = adversarial): :func:`init_coop_state`,
-:func:`switch_to_adversarial` (pure, jit-able) and :func:`make_phased_step`, a
-host-side wrapper that runs the cooperative step while ``state.step < t_init``
-and the adversarial step after, switching exactly once, decided from the state
-(so a resumed run behaves like an uninterrupted one).
-
-Knobs and defaults (``papers/coopinit.md`` §2; none is established by public
-CoopInit code, all are tunables):
-
-* ``LangevinConfig.n_steps`` K = 10: Langevin steps per iteration (notes: 10-30;
-  CoopNets 10-15). Each step costs one D forward and one input-gradient.
-* ``LangevinConfig.step_size`` delta (required): drift ``delta^2 / 2``. No default:
-  CoopNets' 0.002 was tuned for its own descriptors and barely moves samples
-  under a GAN D (pitfall 3); tune it so ``coop/revision_dist`` is a visible
-  fraction of the data scale.
-* ``LangevinConfig.noise_scale`` sigma = None, meaning ``sigma = delta`` (true
-  Langevin, TF CoopNets); 0 gives deterministic gradient ascent (the PyTorch
-  port's default).
-* ``LangevinConfig.ref_sigma`` s = None: the Gaussian reference term is off
-  (CoopNets uses 0.016).
-* ``LangevinConfig.clip`` = (-1, 1): samples are clamped to the image range
-  after every step; None leaves the range free (CoopNets).
-* ``coop_step(langevin_stats='eval')``: the chain runs D with ``train=False``
-  (running statistics, no batch coupling, so ``grad_x sum_j f(x_j)`` is the
-  per-sample gradient; pitfall 4). ``'batch'`` uses batch statistics and drops
-  the updated collections (refused for a batch-coupled D). The chain never
-  updates D's model state; D's loss forward (``train=True``) is the only one
-  that does.
-* ``coop_step(teach_sigma=0.3, teach_reduction='sum')``: the teaching loss is
-  ``1/(2 sigma_g^2)`` times the squared error summed over pixels and averaged
-  over the batch (TF CoopNets). ``'mean'`` averages over pixels instead: the
-  loss and its gradient are ``H * W * C`` times smaller, which divides an SGD
-  learning rate by that factor (Adam is nearly invariant to it; pitfall 6).
-* ``coop_step(use_d_regularizers=False, logit_penalty=0.0)``: the game's D
-  regularizers (R1, GP) and a logit penalty ``lambda (mean f(x)^2 + mean
-  f(x_tilde)^2)`` are not added to the EBM loss unless asked (pitfall 5: the
-  EBM loss is linear in f, unbounded and blind to a constant offset of f;
-  watch ``d_real``/``d_fake`` around the switch).
-* ``coop_step(ema_decay=None)``: a state that keeps an EMA of G has it updated
-  in the cooperative phase too, with :data:`jaxgan.steps.DEFAULT_EMA_DECAY`
-  when no decay is given (the adversarial steps' rule); ``make_phased_step``
-  restarts it at the switch by default.
-* ``make_phased_step(t_init, reset_moments=False, reset_ema=True)``: the
-  switch iteration (notes: about 1-5% of all G iterations), whether the
-  optimizer states are re-initialized at the switch (``reset_opt_state_at_switch``
-  in the notes, default keep; a reset keeps sparse masks), and whether G's EMA
-  restarts from G's params (pitfall 10). Other stage-2 machinery (an ADA
-  probability, lazy-regularization counters) belongs to its own technique's
-  state and is not touched here.
-
-The cooperative phase uses D on raw images: ``game.d_input_transform``
-(DiffAugment) and ``game.d_perturbation`` (DAT) belong to the adversarial phase.
-Sparse masks and any other optimizer-side state act in both phases, because the
-same ``g_tx``/``d_tx`` are used. :func:`gradients` (with :func:`ebm_gradients`)
-gives one iteration's gradients without a ``GANState``; :func:`coop_step`
-applies them. In a class-conditional game the fakes' uniform
-labels (:func:`jaxgan.steps.fake_labels`) condition G, the Langevin chain's
-energy and D on ``x_tilde``; ``batch['label']`` conditions D on the data.
+The phase lives in ``state.extra['coopinit']``: :func:`make_phased_step` runs the cooperative
+step while ``state.step < t_init`` and the adversarial one after, switching once
+(:func:`switch_to_adversarial`) as the state says, so a resumed run behaves like an
+uninterrupted one. The cooperative phase shows D raw images (DiffAugment and DAT belong to the
+adversarial phase); optimizer-side state such as sparse masks acts in both phases.
+``docs/TECHNIQUES.md`` (CoopInit) lists the knobs and their defaults.
 """
 
 from __future__ import annotations
@@ -100,21 +39,20 @@ from jaxgan.state import GANState
 from jaxgan.steps import (
   GANGradients,
   Step,
-  apply_gradients,
+  StepOptions,
+  apply_gan_gradients,
   checked_step,
-  cross_replica_mean,
   d_forward,
   d_regularization,
-  fake_labels,
   first_call_checks,
   frozen_logits_fn,
   merge_model_state,
+  one_pass_inputs,
   split_dis_batches,
   split_labels,
   split_latents,
   split_variables,
   step_key,
-  update_ema,
   validate_common,
 )
 
@@ -160,7 +98,7 @@ def _check_langevin(n_steps, step_size, noise_scale, ref_sigma, clip) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LangevinConfig:
-  """Settings of the Langevin chain (see the module docstring for defaults).
+  """Settings of the Langevin chain of :func:`langevin_revise`.
 
   Attributes:
     step_size: delta; the drift is ``delta**2 / 2 * grad_x f``.
@@ -224,9 +162,28 @@ def langevin_revise(
   """
   _check_langevin(n_steps, step_size, noise_scale, ref_sigma, clip)
   sigma = step_size if noise_scale is None else noise_scale
-  drift = 0.5 * step_size**2
   x0 = jax.lax.stop_gradient(x0)
-  batch = x0.shape[0]
+  body = _langevin_step(d_logits_fn, x0.shape[0], step_size, sigma, ref_sigma, clip)
+  if n_steps == 0:
+    return x0
+  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+    raise ValueError(f'langevin_revise: unroll must be an int >= 1, got {unroll!r} (default 32).')
+  unroll = min(unroll, n_steps)
+  if not sigma:  # deterministic ascent: no key needed, none consumed
+    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=unroll)
+  elif key is None:
+    raise ValueError(
+      f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
+      'noise_scale=0.0 for deterministic gradient ascent.'
+    )
+  else:
+    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=unroll)
+  return jax.lax.stop_gradient(x)
+
+
+def _langevin_step(d_logits_fn, batch: int, step_size, sigma, ref_sigma, clip):
+  """One step of :func:`langevin_revise` as a scan body ``(x, key) -> (x, None)``."""
+  drift = 0.5 * step_size**2
 
   def neg_energy_sum(x):
     f = d_logits_fn(x)
@@ -250,21 +207,7 @@ def langevin_revise(
       x = jnp.clip(x, clip[0], clip[1])
     return x, None
 
-  if n_steps == 0:
-    return x0
-  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
-    raise ValueError(f'langevin_revise: unroll must be an int >= 1, got {unroll!r} (default 32).')
-  unroll = min(unroll, n_steps)
-  if not sigma:  # deterministic ascent: no key needed, none consumed
-    x, _ = jax.lax.scan(lambda x, _: body(x, None), x0, None, length=n_steps, unroll=unroll)
-  elif key is None:
-    raise ValueError(
-      f'langevin_revise: a PRNG key is needed for noise_scale={sigma}; pass key= or '
-      'noise_scale=0.0 for deterministic gradient ascent.'
-    )
-  else:
-    x, _ = jax.lax.scan(body, x0, jax.random.split(key, n_steps), unroll=unroll)
-  return jax.lax.stop_gradient(x)
+  return body
 
 
 # ----------------------------------------------------------------------------
@@ -484,14 +427,14 @@ def gradients(
     key: this iteration's key, split into latents, chain and regularizers.
     langevin: the chain's settings.
     teach_sigma: sigma_g of the teaching loss; ``teach_reduction``: ``'sum'``
-      or ``'mean'`` over pixels (module docstring).
+      or ``'mean'`` over pixels (:func:`teaching_g_loss`).
     langevin_stats: ``'eval'`` or ``'batch'`` statistics in the chain
       (``'batch'`` is refused for a batch-coupled D, found from D when
       ``game.d_batch_coupled`` is ``None``).
     use_d_regularizers: add ``game.d_regularizers`` (``x_tilde`` as fakes).
     logit_penalty: lambda of ``lambda * (mean f(x)^2 + mean f(x_tilde)^2)``
       in D's loss (0: off). The EBM loss ignores a constant offset of f, so
-      without it D's logits can drift from the adversarial scale (pitfall 5).
+      without it D's logits can drift from the adversarial scale.
 
   Returns:
     :class:`jaxgan.steps.GANGradients` ``(g_grads, d_grads, model_states, metrics)``;
@@ -515,16 +458,8 @@ def gradients(
 
 def _coop_pass(game, g_variables, d_variables, batch, key, opts: _Options, where: str):
   """:func:`gradients` after its checks."""
-  real = split_dis_batches(batch['image'], 1, where=where)[0]
-  latents = split_latents(batch, 1, where=where)
-  ys = split_labels(batch, game, 1, where=where)
-  y_real = None if ys is None else ys[0]
   k_z, k_chain, k_reg = jax.random.split(key, 3)
-  if latents is None:
-    z = game.sample_latents(k_z, real.shape[0])
-  else:
-    z = jax.tree.map(lambda x: x[0], latents)
-  y_fake = fake_labels(game, k_z, real.shape[0])
+  real, z, y_real, y_fake = one_pass_inputs(game, batch, k_z, where=where)
   g_params, g_ms = split_variables(g_variables)
   x_hat, g_vjp, g_new_ms = jax.vjp(
     lambda gp: game.g_apply({'params': gp, **g_ms}, z, train=True, **label_kwargs(y_fake)),
@@ -605,12 +540,13 @@ def coop_step(
   )
   opts.check(game, where)
   ema_decay = validate_common(n_dis, ema_decay, None)
+  step_opts = StepOptions(n_dis, ema_decay, axis_name, None, False)
   if game.d_batch_coupled:
     _check_chain_coupling(langevin_stats, True, where)
 
   def step(state: GANState, batch: dict) -> tuple[GANState, dict]:
     block = _first_block(game, batch, n_dis)
-    return _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block)
+    return _coop_iteration(game, g_tx, d_tx, opts, step_opts, state, block)
 
   def first_call(state, batch, concrete):
     first_call_checks(game, g_tx, d_tx, state, batch, concrete=concrete, where=where)
@@ -620,18 +556,11 @@ def coop_step(
   return checked_step(step, first_call)
 
 
-def _coop_iteration(game, g_tx, d_tx, opts, ema_decay, axis_name, state, block):
+def _coop_iteration(game, g_tx, d_tx, opts, step_opts, state, block):
   """The body of :func:`coop_step` on the iteration's ``B`` rows ``block``."""
   g_vars, d_vars, key = state.g.variables, state.d.variables, step_key(state)
   grads = _coop_pass(game, g_vars, d_vars, block, key, opts, 'coop_step')
-  g_grads, d_grads, model_states, metrics = grads
-  d_grads, d_ms, g_grads, g_ms, metrics = cross_replica_mean(
-    (d_grads, model_states['d'], g_grads, model_states['g'], metrics), axis_name
-  )
-  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms)
-  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-  ema = update_ema(state.ema_params, g_player, ema_decay)
-  return state.replace(step=state.step + 1, g=g_player, d=d_player, ema_params=ema), metrics
+  return apply_gan_gradients(state, grads, g_tx, d_tx, step_opts)
 
 
 def _first_block(game: Game, batch: dict, n_dis: int) -> dict:
@@ -777,26 +706,31 @@ def make_phased_step(
   last = {'step': None, 'value': None, 'phase': None}
 
   def phased(state: GANState, batch: dict) -> tuple[GANState, dict]:
-    entry = _coop_entry(state)
-    if last['step'] is not None and state.step is last['step']:
-      t, phase = last['value'], last['phase']
-    else:
-      t, phase = _host_scalar(state.step), _host_scalar(entry['phase'])
-    if t < t_init:
-      if phase != PHASE_COOP:
-        raise ValueError(
-          f'state at step {t} is already in the adversarial phase but t_init={t_init}: the '
-          'cooperative phase cannot restart. Resume with the t_init the run was started with '
-          f'(at most {t}).'
-        )
-      new, metrics = coop(state, batch)
-      phase = PHASE_COOP
-    else:
-      if phase == PHASE_COOP:
-        state = switch(state)
-      new, metrics = adversarial(state, batch)
-      phase = PHASE_ADVERSARIAL
-    last.update(step=new.step, value=t + 1, phase=phase)
-    return new, metrics
+    return _phased_call(coop, adversarial, switch, t_init, last, state, batch)
 
   return phased
+
+
+def _phased_call(coop, adversarial, switch, t_init, last, state, batch):
+  """One call of :func:`make_phased_step`'s step; ``last`` caches the host's step and phase."""
+  entry = _coop_entry(state)
+  if last['step'] is not None and state.step is last['step']:
+    t, phase = last['value'], last['phase']
+  else:
+    t, phase = _host_scalar(state.step), _host_scalar(entry['phase'])
+  if t < t_init:
+    if phase != PHASE_COOP:
+      raise ValueError(
+        f'state at step {t} is already in the adversarial phase but t_init={t_init}: the '
+        'cooperative phase cannot restart. Resume with the t_init the run was started with '
+        f'(at most {t}).'
+      )
+    new, metrics = coop(state, batch)
+    phase = PHASE_COOP
+  else:
+    if phase == PHASE_COOP:
+      state = switch(state)
+    new, metrics = adversarial(state, batch)
+    phase = PHASE_ADVERSARIAL
+  last.update(step=new.step, value=t + 1, phase=phase)
+  return new, metrics

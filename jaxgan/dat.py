@@ -1,85 +1,22 @@
-"""Direct adversarial training of the discriminator (DAT, Li et al., arXiv 2008.09041).
+"""Direct adversarial training of the discriminator (DAT).
 
-DAT trains D on adversarially perturbed real and fake images. G's step is not
-changed. The defaults reproduce ``advtrain_step`` of the official code
-(``iceli1007/DAT-GAN``, a torch_mimicry fork):
+Li, Xia, Tao, Niu and Li, "A New Perspective on Stabilizing GANs training: Direct Adversarial
+Training" (arXiv 2008.09041). D is trained on adversarially perturbed reals and fakes; G's step
+is unchanged. The defaults reproduce ``advtrain_step`` of the official code
+(``iceli1007/DAT-GAN``): with the clean targets ``m_r = mean D(x)``, ``m_f = mean D(x_hat)``,
 
-1. Clean logits ``o_r = D(x)`` and ``o_f = D(x_hat)`` give two constant targets
-   ``m_r = mean o_r`` and ``m_f = mean o_f``.
-2. Fakes: ``g_f = grad_u |mean_i D(u_i) - m_r|`` at ``u = x_hat``, then
-   ``x_hat' = clip(x_hat - clip(g_f, -t, t), -1, 1)``.
-3. Reals: ``g_r = grad_u |mean_i D(u_i) - m_f|`` at ``u = x``, then
-   ``x' = x - clip(g_r, -t, t)``. The reference base discriminator (SNGAN,
-   DCGAN, WGAN) clamps ``x'`` only after D has read it, so reals are
-   effectively not clamped (``clamp_real=False``, the default); its SSGAN and
-   InfoMax-GAN variants do clamp them (``clamp_real=True``).
-4. D's loss is its usual GAN loss on ``(x', x_hat')`` only: no clean term, no
-   weight. The attack is not differentiated (no second-order terms).
+    x_hat' = clip(x_hat - clip(grad_u |mean_i D(u_i) - m_r|, -t, t), -1, 1)   at u = x_hat
+    x'     = x - clip(grad_u |mean_i D(u_i) - m_f|, -t, t)                    at u = x
 
-The step is the raw gradient clipped elementwise at ``t = 1``, not a sign
-(FGSM) step. Because the objective is a batch mean, each sample moves by
-``-/+ grad_x D(x_i) / B``. The clip is therefore rarely active, and DAT's
-strength scales like ``1/B``: set ``step_size = B / 64`` to keep the reference
-strength (B = 64) at another batch size. In the usual regime ``m_r > m_f``,
-fakes move up D's landscape and reals move down, so both moves increase D's
-loss. When ``m_r == m_f`` exactly, the gradient of ``|.|`` is 0 and nothing
-moves. To first order, with ``L_D = mean f_r(D(x)) + mean f(D(x_hat))``,
+with ``t = 1``, and D's loss is its GAN loss on ``(x', x_hat')`` alone; the attack is not
+differentiated. To first order this is a gradient penalty weighted by the loss slope, the
+paper's "adaptive Lipschitz penalty". :class:`DATConfig` generalizes the attack (PGD steps, sign
+or L2 steps, an epsilon-ball, a per-sample objective).
 
-    L_D^DAT ~ L_D + (step_size / B^2) sum_i [ |f_r'(D(x_i))| ||grad D(x_i)||^2
-                                             + f'(D(x_hat_i)) ||grad D(x_hat_i)||^2 ]
-
-This is a gradient penalty weighted by the loss slope (zero outside the
-hinge margin), the "adaptive Lipschitz penalty" of the paper.
-
-The generalized attack (:class:`DATConfig`, :func:`pgd_perturbation`) adds
-``steps`` iterations, a ``'sign'`` or ``'l2'``-normalized step, an
-``epsilon``-ball in L-inf or L2 (optionally with a random start), a
-per-sample objective ``sum_i |D(u_i) - m|`` (each sample moves by its own
-gradient, B times the reference step, towards the target from either side),
-and, in :func:`dat_d_loss`, a convex mix with the clean loss.
-
-Statistics and cost. Every attack forward sees D with its current params
-under ``stop_gradient``, with batch statistics used but not stored
-(BatchNorm in train mode, spectral-norm power iteration not saved). Only the
-final D-loss forwards store statistics, once per D step as without DAT. The
-reference code ran power iteration in every forward, six per D step instead
-of two. The first attack step reuses the clean forward (its VJP gives the
-input gradient), so a D step costs four D forwards and two input backwards
-(one forward and one input backward more per extra PGD step and class),
-against six forwards in the reference. With a batch-coupled D (BatchNorm in
-train mode), the batch-mean attack sees the whole batch, as in the reference.
-
-Two ways to use it:
-
-* ``Game(..., d_perturbation=make_dat_perturbation())``. The step builders
-  evaluate D's loss at ``x + stop_gradient(x_adv - x)``, in the two-stage and
-  the one-stage step alike.
-* :func:`dat_d_loss` in a user's own train step: the complete D loss (attack
-  with frozen statistics, then the final forwards).
-
-Both call :func:`pgd_perturbation`.
-
-Class-conditional D. D scores each image with its class, so the real and the
-fake batch need their own logits function: the steps then pass
-``d_logits_fn`` as a pair ``(real_logits_fn, fake_logits_fn)``, each closing
-over its batch's labels, and :func:`dat_d_loss` takes ``real_label`` and
-``fake_label``. The attack is otherwise unchanged.
-
-One-stage training. The one-stage step (:mod:`jaxgan.onestage`) evaluates D's
-loss at the perturbed inputs, ``G(z) + delta`` with ``delta`` a constant, so
-DAT acts on D's gradient only. G's cotangent is taken at the clean (augmented)
-fakes by one more D forward and input backward: G gets exactly the gradient of
-its clean loss ``mean_i g(D(G(z)_i))`` through the D of this iteration, as in
-two-stage DAT, where G's step is unchanged. The attack does not depend on G,
-so no gradient of ``delta`` reaches G either way. Reading G's gradient at the
-perturbed fakes instead (what :func:`dat_d_loss` with ``detach_fake=False``
-gives) would make G minimize ``mean_i g(D(G(z)_i + delta_i))``, a look-ahead
-objective: ``delta_i = clip(grad D(x_hat_i) / B)`` points where G wants to go,
-so that gradient is read one step of size ``~||grad D|| / B`` ahead. Its gap
-to the clean gradient is of order
-``||grad D|| / B * (||Hessian_x D|| + |g''| ||grad D||^2)``: exactly 0 for a D
-linear in x with a G loss linear in p (hinge, WGAN), not negligible when
-``||grad D||`` is large, which is when DAT acts.
+Two ways in: ``Game(d_perturbation=make_dat_perturbation())`` for the library's steps
+(two-stage and one-stage), or :func:`dat_d_loss` / :func:`dat_d_gradients` in a step of one's
+own. ``docs/TECHNIQUES.md`` (DAT) gives the expansion, the cost of a D step, class-conditional
+D and what one-stage training does with the perturbation.
 """
 
 from __future__ import annotations
@@ -92,9 +29,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgan.game import ApplyFn, DPerturbation
+from jaxgan.game import ApplyFn, DPerturbation, label_kwargs
 from jaxgan.losses import GANLoss
 from jaxgan.state import split_variables
+from jaxgan.steps import perturbed_inputs, real_fake_forward
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -398,16 +336,20 @@ def make_dat_perturbation(config: DATConfig | None = None, **kwargs) -> DPerturb
   return perturb
 
 
-def _frozen_logits(d_apply: ApplyFn, d_variables: dict, label: Array | None = None) -> LogitsFn:
-  """D with stop-gradient variables, batch statistics used but not stored."""
-  frozen = jax.lax.stop_gradient(d_variables)
-  kw = {} if label is None else {'label': label}
-
-  def logits(x):
-    out, _ = d_apply(frozen, x, train=True, **kw)
-    return out
-
-  return logits
+def _check_loss_args(mix, d_variables: dict, real_label, fake_label) -> None:
+  if not (isinstance(mix, numbers.Real) and not isinstance(mix, bool) and 0.0 <= mix <= 1.0):
+    raise ValueError(f'DAT mix must be a number in [0, 1], got {mix!r} (reference: 0.0).')
+  if 'params' not in d_variables:
+    raise ValueError(
+      f"dat_d_loss: d_variables must be {{'params': ..., **model_state}}, got keys "
+      f'{sorted(d_variables)}.'
+    )
+  if (real_label is None) != (fake_label is None):
+    raise ValueError(
+      'dat_d_loss: pass both real_label and fake_label (conditional D) or neither, got '
+      f'real_label={"None" if real_label is None else "given"}, '
+      f'fake_label={"None" if fake_label is None else "given"}.'
+    )
 
 
 def dat_d_loss(
@@ -427,11 +369,10 @@ def dat_d_loss(
   """D's GAN loss under DAT: the attack, then the final D forwards.
 
   ``L = (1 - mix) * loss.d_loss(D(real'), D(fake')) + mix * loss.d_loss(D(real),
-  D(fake))``. The reference is ``mix = 0``. The attack runs with frozen
-  statistics. The adversarial forwards (real, then fake, statistics
-  threaded) alone update the model state. The clean forwards of ``mix > 0``
-  use batch statistics without storing them. Auxiliary losses (SSGAN
-  rotation, InfoMax) belong on the clean reals; add them outside.
+  D(fake))`` (reference: ``mix = 0``). The attack and the clean forwards of
+  ``mix > 0`` use batch statistics without storing them; the adversarial
+  forwards (real, then fake) alone update the model state. Auxiliary losses
+  (SSGAN rotation, InfoMax) belong on the clean reals; add them outside.
 
   Args:
     d_apply: D in the apply convention of :mod:`jaxgan.game`.
@@ -444,10 +385,8 @@ def dat_d_loss(
     config: the attack (``None``: the reference).
     mix: weight of the clean loss, in ``[0, 1]``.
     detach_fake: stop the gradient at ``fake`` (the reference). With
-      ``False``, the gradient with respect to ``fake`` is D's loss gradient
-      at the perturbed fakes, with the perturbation held constant: the
-      look-ahead form of the module docstring, not what jaxgan's one-stage
-      step gives G (G's clean-loss gradient).
+      ``False`` it is D's loss gradient at the perturbed fakes (the look-ahead
+      form, not G's clean-loss gradient that the one-stage step gives G).
     real_label: int labels ``[B]`` of the reals (conditional D only).
     fake_label: int labels ``[B]`` of the fakes (conditional D only).
 
@@ -455,45 +394,35 @@ def dat_d_loss(
     ``(loss, new_model_state)``: a scalar, and the non-param collections of
     ``d_variables`` after the adversarial forwards (``{}`` if none).
   """
-  cfg = _as_config(config, {})
-  if not (isinstance(mix, numbers.Real) and not isinstance(mix, bool) and 0.0 <= mix <= 1.0):
-    raise ValueError(f'DAT mix must be a number in [0, 1], got {mix!r} (reference: 0.0).')
-  if 'params' not in d_variables:
-    raise ValueError(
-      f"dat_d_loss: d_variables must be {{'params': ..., **model_state}}, got keys "
-      f'{sorted(d_variables)}.'
-    )
+  _check_loss_args(mix, d_variables, real_label, fake_label)
   real = jax.lax.stop_gradient(real)
   if detach_fake:
     fake = jax.lax.stop_gradient(fake)
-  if (real_label is None) != (fake_label is None):
-    raise ValueError(
-      'dat_d_loss: pass both real_label and fake_label (conditional D) or neither, got '
-      f'real_label={"None" if real_label is None else "given"}, '
-      f'fake_label={"None" if fake_label is None else "given"}.'
-    )
-  kw_r = {} if real_label is None else {'label': real_label}
-  kw_f = {} if fake_label is None else {'label': fake_label}
-  logits_fns = _frozen_logits(d_apply, d_variables)
-  if real_label is not None:
-    logits_fns = (
-      _frozen_logits(d_apply, d_variables, real_label),
-      _frozen_logits(d_apply, d_variables, fake_label),
-    )
-  real_adv, fake_adv = pgd_perturbation(logits_fns, real, fake, cfg, key)
-  real_in = real + jax.lax.stop_gradient(real_adv - real)
-  fake_in = fake + jax.lax.stop_gradient(fake_adv - fake)
+  real_in, fake_in = perturbed_inputs(
+    make_dat_perturbation(_as_config(config, {})),
+    d_apply,
+    d_variables,
+    real,
+    fake,
+    key,
+    real_label,
+    fake_label,
+    conditional=real_label is not None,
+  )
+  return _mixed_d_loss(
+    d_apply, d_variables, loss, (real, fake), (real_in, fake_in), mix, real_label, fake_label
+  )
 
+
+def _mixed_d_loss(d_apply, d_variables, loss, clean, perturbed, mix, real_label, fake_label):
+  """:func:`dat_d_loss` from its inputs: ``(1 - mix) * L(perturbed) + mix * L(clean)``."""
   params = d_variables['params']
-  state = {k: v for k, v in d_variables.items() if k != 'params'}
-  q, new = d_apply({'params': params, **state}, real_in, train=True, **kw_r)
-  state = {**state, **new}
-  p, new = d_apply({'params': params, **state}, fake_in, train=True, **kw_f)
-  state = {**state, **new}
+  model_state = {k: v for k, v in d_variables.items() if k != 'params'}
+  q, p, state = real_fake_forward(d_apply, params, model_state, *perturbed, real_label, fake_label)
   total = loss.d_loss(q, p)
   if mix > 0.0:
-    q_clean, _ = d_apply(d_variables, real, train=True, **kw_r)
-    p_clean, _ = d_apply(d_variables, fake, train=True, **kw_f)
+    q_clean, _ = d_apply(d_variables, clean[0], train=True, **label_kwargs(real_label))
+    p_clean, _ = d_apply(d_variables, clean[1], train=True, **label_kwargs(fake_label))
     total = (1.0 - mix) * total + mix * loss.d_loss(q_clean, p_clean)
   return total, state
 

@@ -1,37 +1,20 @@
 """Data-free adversarial distillation (DFAD), two-stage and one-stage.
 
-A frozen teacher classifier ``T`` is distilled into a student ``S`` without
-data: a generator ``G`` proposes images ``x = G(z)``, the student minimizes the
-teacher-student discrepancy
+Fang, Song, Shen, Wang, Chen and Song, "Data-Free Adversarial Distillation" (arXiv 1912.11006,
+2019). A frozen teacher ``T`` is distilled into a student ``S`` with no data: a generator ``G``
+proposes ``x = G(z)``, the student minimizes ``L = mean |S(x) - T(x)|`` (:func:`dfad_loss`) and G
+maximizes it. G's loss is exactly ``-L``, so the one-stage rule of OSGAN (Shen et al., CVPR 2021)
+is a plain gradient reversal:
 
-    L = mean |S(x) - T(x)|        (mean over the batch and the classes)
+* :func:`two_stage_distill_step`: ``k`` student updates on detached samples, then one G update
+  through the updated student (the reference schedule);
+* :func:`one_stage_distill_step`: one G forward, teacher and student on the same ``x``, one
+  backward of ``L`` whose image cotangent is negated before it enters G.
 
-and the generator maximizes the same ``L`` (Fang et al. 2019, "Data-Free
-Adversarial Distillation"; the reference code is ``VainF/Data-Free-Adversarial-
-Distillation``). The game is symmetric (G's loss is exactly ``-L``), so OSGAN's
-one-stage rule applies without any per-sample factor (papers/osgan.md §2.6):
-
-* :func:`two_stage_distill_step`, the DFAD reference schedule: ``k`` student
-  updates, each on fresh latents with G's output detached, then one G update on
-  fresh latents through the updated student.
-* :func:`one_stage_distill_step`: one G forward, the teacher and the student on
-  the same ``x``, one backward of ``L``; the cotangent at ``x`` (teacher and
-  student paths together) is negated before it enters G, so G receives
-  ``grad(-L)`` and the student ``grad(L)`` from that single pass. With
-  ``student_steps=k > 1`` the first ``k - 1`` student updates are the two-stage
-  ones and the last is shared with G's update.
-
-State: :class:`jaxgan.state.GANState` with ``g`` the generator and ``d`` the
-student (build it with :func:`jaxgan.state.create_state`, ``d_module`` the
-student, ``use_ema=False``). The teacher is not part of the state: its variables
-are a frozen argument of the step builder, applied in eval mode
-(``train=False``) and never differentiated with respect to its parameters, so
-it cannot change. Steps are ``step(state) -> (state, metrics)``: there is no
-data batch.
-
-Model convention (:mod:`jaxgan.game`): every network is an
-``apply(variables, x, *, train, rngs=None) -> (out, new_model_state)``; the
-teacher and the student return logits ``[B, num_classes]``.
+The state is a :class:`jaxgan.state.GANState` with ``g`` the generator and ``d`` the student.
+The teacher's variables are a frozen argument of the builders, applied with ``train=False``.
+Steps are ``step(state) -> (state, metrics)``: there is no data batch. ``docs/TECHNIQUES.md``
+(DFAD) gives the reference's settings.
 """
 
 from __future__ import annotations
@@ -197,6 +180,18 @@ class _Parts:
     (student, g_model_state), losses = jax.lax.scan(update, (student, g_model_state), keys)
     return student, g_model_state, losses
 
+  def g_objective(self, g_params, g_model_state, student: Player, z):
+    """G's loss ``-L`` through ``student``, with G's and the student's new model states."""
+    fake, g_new = self.g_apply({'params': g_params, **g_model_state}, z, train=True)
+    loss, s_ms = self.discrepancy(student.params, student.model_state, fake)
+    return -loss, (merge_model_state(g_model_state, g_new), s_ms)
+
+
+def _sampler(sample_latents, latent_dim: int, batch_size: int) -> Callable[[Array], Array]:
+  """``key -> z [batch_size, nz]``: ``sample_latents`` or a standard normal."""
+  sampler = sample_latents or gaussian_latents(latent_dim)
+  return lambda key: sampler(key, batch_size)
+
 
 def two_stage_distill_step(
   g_apply: ApplyFn,
@@ -240,43 +235,35 @@ def two_stage_distill_step(
     at G's update) and ``distill/student_updates`` (``k``).
   """
   _validate(teacher_variables, student_steps, batch_size, latent_dim, 'two_stage_distill_step')
-  sampler = sample_latents or gaussian_latents(latent_dim)
-  parts = _Parts(
-    g_apply,
-    student_apply,
-    teacher_apply,
-    teacher_variables,
-    s_tx,
-    axis_name,
-    lambda key: sampler(key, batch_size),
-  )
-
-  def g_objective(g_params, g_model_state, student: Player, z):
-    fake, g_new = g_apply({'params': g_params, **g_model_state}, z, train=True)
-    loss, s_ms = parts.discrepancy(student.params, student.model_state, fake)
-    return -loss, (merge_model_state(g_model_state, g_new), s_ms)
+  models = (g_apply, student_apply, teacher_apply, teacher_variables)
+  parts = _Parts(*models, s_tx, axis_name, _sampler(sample_latents, latent_dim, batch_size))
 
   def step(state: GANState) -> tuple[GANState, dict]:
-    key = step_key(state, axis_name)
-    k_s, k_g = jax.random.split(key)
-    student, g_ms, s_losses = parts.student_updates(
-      state.d, state.g.params, state.g.model_state, jax.random.split(k_s, student_steps)
-    )
-    frozen_student = jax.lax.stop_gradient(student)
-    (g_loss, (g_ms, s_ms)), grads = jax.value_and_grad(g_objective, has_aux=True)(
-      state.g.params, g_ms, frozen_student, parts.sample(k_g)
-    )
-    grads, g_ms, s_ms, g_loss = cross_replica_mean((grads, g_ms, s_ms, g_loss), axis_name)
-    g_player = apply_gradients(state.g, g_tx, grads, g_ms)
-    student = student.replace(model_state=s_ms)
-    metrics = {
-      'distill/student_loss': s_losses[-1],
-      'distill/g_loss': g_loss,
-      'distill/student_updates': jnp.asarray(s_losses.shape[0], jnp.float32),
-    }
-    return state.replace(step=state.step + 1, g=g_player, d=student), metrics
+    return _two_stage_distill_iteration(parts, g_tx, student_steps, state)
 
   return step
+
+
+def _two_stage_distill_iteration(parts: _Parts, g_tx, student_steps: int, state: GANState):
+  """The body of :func:`two_stage_distill_step`."""
+  axis_name = parts.axis_name
+  k_s, k_g = jax.random.split(step_key(state, axis_name))
+  student, g_ms, s_losses = parts.student_updates(
+    state.d, state.g.params, state.g.model_state, jax.random.split(k_s, student_steps)
+  )
+  frozen_student = jax.lax.stop_gradient(student)
+  (g_loss, (g_ms, s_ms)), grads = jax.value_and_grad(parts.g_objective, has_aux=True)(
+    state.g.params, g_ms, frozen_student, parts.sample(k_g)
+  )
+  grads, g_ms, s_ms, g_loss = cross_replica_mean((grads, g_ms, s_ms, g_loss), axis_name)
+  g_player = apply_gradients(state.g, g_tx, grads, g_ms)
+  student = student.replace(model_state=s_ms)
+  metrics = {
+    'distill/student_loss': s_losses[-1],
+    'distill/g_loss': g_loss,
+    'distill/student_updates': jnp.asarray(s_losses.shape[0], jnp.float32),
+  }
+  return state.replace(step=state.step + 1, g=g_player, d=student), metrics
 
 
 def one_stage_distill_step(
@@ -304,7 +291,7 @@ def one_stage_distill_step(
 
   ``student_steps=k`` keeps DFAD's ``k:1`` ratio: ``k - 1`` two-stage student
   updates (detached samples, fresh latents), then the shared update. The
-  default ``k = 1`` shares every step (papers/osgan.md §2.6).
+  default ``k = 1`` shares every step (OSGAN's one-stage rule on every update).
 
   Args:
     g_apply: generator, run in train mode.
@@ -324,53 +311,50 @@ def one_stage_distill_step(
     (``-L`` of the same pass) and ``distill/student_updates`` (``k``).
   """
   _validate(teacher_variables, student_steps, batch_size, latent_dim, 'one_stage_distill_step')
-  sampler = sample_latents or gaussian_latents(latent_dim)
-  parts = _Parts(
-    g_apply,
-    student_apply,
-    teacher_apply,
-    teacher_variables,
-    s_tx,
-    axis_name,
-    lambda key: sampler(key, batch_size),
-  )
+  models = (g_apply, student_apply, teacher_apply, teacher_variables)
+  parts = _Parts(*models, s_tx, axis_name, _sampler(sample_latents, latent_dim, batch_size))
 
   def step(state: GANState) -> tuple[GANState, dict]:
-    key = step_key(state, axis_name)
-    k_s, k_g = jax.random.split(key)
-    student, g_ms = state.d, state.g.model_state
-    if student_steps > 1:
-      student, g_ms, _ = parts.student_updates(
-        student, state.g.params, g_ms, jax.random.split(k_s, student_steps - 1)
-      )
-    z = parts.sample(k_g)
-
-    # One G forward.
-    fake, g_vjp, g_new = jax.vjp(
-      lambda gp: g_apply({'params': gp, **g_ms}, z, train=True), state.g.params, has_aux=True
-    )
-    # Teacher and student on the same images; one backward of L.
-    loss, l_vjp, s_ms = jax.vjp(
-      lambda sp, x: parts.discrepancy(sp, student.model_state, x),
-      student.params,
-      fake,
-      has_aux=True,
-    )
-    s_grads, ct_fake = l_vjp(jnp.ones_like(loss))
-    # Gradient reversal at the images: G maximizes L.
-    (g_grads,) = g_vjp(-ct_fake)
-
-    g_ms = merge_model_state(g_ms, g_new)
-    s_grads, g_grads, s_ms, g_ms, loss = cross_replica_mean(
-      (s_grads, g_grads, s_ms, g_ms, loss), axis_name
-    )
-    g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-    student = apply_gradients(student, s_tx, s_grads, s_ms)
-    metrics = {
-      'distill/student_loss': loss,
-      'distill/g_loss': -loss,
-      'distill/student_updates': jnp.asarray(student_steps, jnp.float32),
-    }
-    return state.replace(step=state.step + 1, g=g_player, d=student), metrics
+    return _one_stage_distill_iteration(parts, g_tx, s_tx, student_steps, state)
 
   return step
+
+
+def _one_stage_distill_iteration(parts: _Parts, g_tx, s_tx, student_steps: int, state: GANState):
+  """The body of :func:`one_stage_distill_step`."""
+  axis_name = parts.axis_name
+  k_s, k_g = jax.random.split(step_key(state, axis_name))
+  student, g_ms = state.d, state.g.model_state
+  if student_steps > 1:
+    student, g_ms, _ = parts.student_updates(
+      student, state.g.params, g_ms, jax.random.split(k_s, student_steps - 1)
+    )
+  z = parts.sample(k_g)
+
+  # One G forward.
+  fake, g_vjp, g_new = jax.vjp(
+    lambda gp: parts.g_apply({'params': gp, **g_ms}, z, train=True), state.g.params, has_aux=True
+  )
+  # Teacher and student on the same images; one backward of L.
+  loss, l_vjp, s_ms = jax.vjp(
+    lambda sp, x: parts.discrepancy(sp, student.model_state, x),
+    student.params,
+    fake,
+    has_aux=True,
+  )
+  s_grads, ct_fake = l_vjp(jnp.ones_like(loss))
+  # Gradient reversal at the images: G maximizes L.
+  (g_grads,) = g_vjp(-ct_fake)
+
+  g_ms = merge_model_state(g_ms, g_new)
+  s_grads, g_grads, s_ms, g_ms, loss = cross_replica_mean(
+    (s_grads, g_grads, s_ms, g_ms, loss), axis_name
+  )
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  student = apply_gradients(student, s_tx, s_grads, s_ms)
+  metrics = {
+    'distill/student_loss': loss,
+    'distill/g_loss': -loss,
+    'distill/student_updates': jnp.asarray(student_steps, jnp.float32),
+  }
+  return state.replace(step=state.step + 1, g=g_player, d=student), metrics

@@ -2,36 +2,20 @@
 
 A :class:`Game` is what every step builder takes. Techniques contribute
 entries (a D regularizer, an input transform, a D-input perturbation); they do
-not subclass anything.
-
-The apply convention shared by G, D and every model in :mod:`jaxgan.models`::
+not subclass anything. The apply convention shared by G, D and every model in
+:mod:`jaxgan.models`::
 
     out, new_model_state = apply(variables, x, train=..., rngs=None)
 
-``variables`` is ``{'params': ..., **model_state}`` (model state: the Flax
-collections that are not trained by gradient, e.g. ``batch_stats`` and the
-spectral-norm vectors). ``new_model_state`` holds the updated collections when
-``train=True`` and is ``{}`` otherwise. A caller that wants batch statistics but
-no state update (Langevin chains, adversarial attacks) calls with ``train=True``
-and drops ``new_model_state``.
-
-G maps latents ``[B, nz]`` to images ``[B, H, W, C]`` in [-1, 1]; D maps images
-to logits ``[B]``. A D that returns ``[B, 1]`` (the PyTorch habit) is accepted:
-:class:`Game` squeezes the axis; any other shape is an error at the first call
-that names the shape (:func:`logits_apply`). Flax Linen modules become apply
-functions with :func:`make_apply`; Flax NNX modules with
-:func:`jaxgan.nnx_adapter.from_nnx`.
-
-Class-conditional games (``Game.num_classes > 0``) call both apply functions
-with a ``label=`` keyword, int32 labels ``[B]``; :func:`make_apply` passes them
-to the module as its second positional argument (``__call__(x, y, train)``).
-Unconditional games never pass ``label``, so their calls are unchanged. In a
-conditional game the real labels come from ``batch['label']`` and the fake
-labels are drawn uniformly from the step key (:func:`sample_labels`); D
-regularizers receive ``real_label=``/``fake_label=`` keywords, G regularizers
-``label=`` (the fake labels), and only those marked with :func:`label_aware`
-are accepted; the DAT hook gets a pair of logits functions (see
-:data:`DPerturbation`).
+``variables`` is ``{'params': ..., **model_state}`` (the collections not trained
+by gradient: ``batch_stats``, spectral-norm vectors). ``new_model_state`` holds
+the updated collections when ``train=True`` and is ``{}`` otherwise; a caller
+that wants batch statistics without a state update (attacks, Langevin chains)
+calls with ``train=True`` and drops it. G maps latents ``[B, nz]`` to images
+``[B, H, W, C]`` in [-1, 1]; D maps images to logits ``[B]`` (``[B, 1]`` is
+squeezed, :func:`logits_apply`). Linen modules become apply functions with
+:func:`make_apply`, NNX modules with :func:`jaxgan.nnx_adapter.from_nnx`.
+Class-conditional games pass a ``label=`` keyword (:class:`Game`).
 """
 
 from __future__ import annotations
@@ -175,7 +159,7 @@ def label_kwargs(label: Array | None) -> dict:
 
 
 def label_aware(fn: Callable) -> Callable:
-  """Marks a regularizer as taking the conditional keywords (module docstring)."""
+  """Marks a regularizer as taking the conditional keywords (:class:`Game`)."""
   fn.accepts_labels = True
   return fn
 
@@ -217,8 +201,19 @@ class Game:
       the detection. The asymmetric one-stage rule is refused for a coupled
       D (``mode='auto'`` then picks ``'exact'``), and so are CoopInit's
       batch-statistics chains.
-    num_classes: ``K > 0`` for a class-conditional G and D (labels ``[B]`` in
-      ``[0, K)`` go to both, module docstring); 0 for an unconditional game.
+    num_classes: ``K > 0`` for a class-conditional G and D; 0 for an
+      unconditional game.
+
+  Class-conditional games (``num_classes > 0``) call both apply functions with
+  a ``label=`` keyword, int32 labels ``[B]`` in ``[0, K)``; :func:`make_apply`
+  passes them to the module as its second positional argument
+  (``__call__(x, y, train)``). Unconditional games never pass ``label``, so
+  their calls are unchanged. The real labels come from ``batch['label']``, the
+  fake labels are drawn uniformly from the step key (:func:`sample_labels`); D
+  regularizers receive ``real_label=``/``fake_label=`` keywords, G regularizers
+  ``label=`` (the fake labels), and only those marked with :func:`label_aware`
+  are accepted; the DAT hook gets a pair of logits functions
+  (:data:`DPerturbation`).
   """
 
   g_apply: ApplyFn

@@ -1,17 +1,11 @@
 """GAN losses as per-sample terms.
 
-Every loss is a :class:`GANLoss`: three elementwise functions of D's logits
-
-* ``d_real(q)``: D's term on a real sample (``f_r`` in the one-stage notes),
-* ``d_fake(p)``: D's term on a generated sample (``f``),
-* ``g_fake(p)``: G's term on a generated sample (``g``),
-
-plus the one-stage ratio ``gamma(p) = g'(p) / f'(p)`` in closed form and the
-``symmetric`` flag (``g == -f``). Nothing here reduces over the batch: the
-``*_terms`` return one value per sample, and :func:`d_loss` / :func:`g_loss`
-take the mean explicitly.
-
-Table (q = D(real), p = D(fake); logits, no sigmoid):
+A :class:`GANLoss` is three elementwise functions of D's logits, ``d_real(q)``
+(D's term on a real sample, ``f_r``), ``d_fake(p)`` (D's term on a fake, ``f``)
+and ``g_fake(p)`` (G's term on a fake, ``g``), with the ``symmetric`` flag
+(``g == -f``) and the one-stage ratio ``gamma(p) = g'(p) / f'(p)`` in closed form
+(Shen et al., CVPR 2021). Nothing here reduces over a batch except
+:meth:`GANLoss.d_loss` / :meth:`GANLoss.g_loss`, which take the mean.
 
 =============  ==============  ============  ============  ===========  ==================
 name           d_real(q)       d_fake(p)     g_fake(p)     symmetric    gamma(p)
@@ -22,6 +16,8 @@ wgan           -q              p             -p            yes          -1
 hinge          relu(1 - q)     relu(1 + p)   -p            no           -1/[p > -1]
 lsgan          (q-b)^2/2       (p-a)^2/2     (p-c)^2/2     no           (p-c)/(p-a)
 =============  ==============  ============  ============  ===========  ==================
+
+``q = D(real)``, ``p = D(fake)``: logits, no sigmoid.
 """
 
 from __future__ import annotations

@@ -11,21 +11,7 @@ checkpoints treat them exactly like a Linen model's. Build the state with
 its EMA params, with :func:`to_nnx`. To keep the model and an
 ``nnx.Optimizer`` instead, read ``apply.variables_of(model)`` for the gradient
 functions and hand their results back as ``apply.state(...)`` (an ``nnx.State``).
-
-A call ``nnx.merge``-es the graph definition with the variables, sets the mode
-(``train=True``: ``model.train()``, dropout on and batch statistics used and
-updated; ``train=False``: ``model.eval()``), calls the model and ``nnx.split``-s
-it again. Collections follow the variable types: ``nnx.Param`` -> ``'params'``,
-``nnx.BatchStat`` -> ``'batch_stats'``, the RNG streams (``nnx.RngKey``,
-``nnx.RngCount``) -> ``'rngs'`` (keys stored as their ``uint32`` key data), any
-other type -> its snake-case name. With ``train=True`` the new model state is
-every collection but ``'params'`` after the call, so BatchNorm statistics and
-the dropout streams' counters advance with the state the steps thread through;
-with ``train=False`` it is ``{}``. ``rngs={'dropout': key}`` reseeds those
-streams for the call (``nnx.reseed``).
-
-Merging and splitting happen while a step is traced, so a compiled step runs
-only the model's own operations.
+:class:`NNXApply` says what a call does and how variable types map to collections.
 """
 
 from __future__ import annotations
@@ -50,7 +36,7 @@ _COLLECTIONS = (
 
 
 def _collection(var_type: type) -> str:
-  """The collection a variable type belongs to (module docstring)."""
+  """The collection a variable type belongs to (:class:`NNXApply`)."""
   for base, name in _COLLECTIONS:
     if issubclass(var_type, base):
       return name
@@ -63,6 +49,19 @@ def _is_key(x: Any) -> bool:
 
 class NNXApply:
   """An ``nnx.Module`` as a jaxgan apply function (see the module docstring).
+
+  A call ``nnx.merge``-es the graph definition with the variables, sets the mode
+  (``train=True``: ``model.train()``, dropout on and batch statistics used and
+  updated; ``train=False``: ``model.eval()``), calls the model and ``nnx.split``-s
+  it again. Collections follow the variable types: ``nnx.Param`` -> ``'params'``,
+  ``nnx.BatchStat`` -> ``'batch_stats'``, the RNG streams (``nnx.RngKey``,
+  ``nnx.RngCount``) -> ``'rngs'`` (keys stored as their ``uint32`` key data), any
+  other type -> its snake-case name. With ``train=True`` the new model state is
+  every collection but ``'params'`` after the call, so BatchNorm statistics and
+  the dropout streams' counters advance with the state the steps thread through;
+  with ``train=False`` it is ``{}``. ``rngs={'dropout': key}`` reseeds those
+  streams for the call (``nnx.reseed``). Merging and splitting happen while a step
+  is traced, so a compiled step runs only the model's own operations.
 
   Attributes are the model's static structure only (graph definition, variable
   paths); the arrays live in the variables passed to each call.

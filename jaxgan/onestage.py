@@ -1,36 +1,22 @@
-"""One-stage GAN training (OSGAN, Shen et al. CVPR 2021).
+"""One-stage GAN training: both players from one pass.
 
-G and D are updated from one forward pass of each network and one backward
-pass, with explicit :func:`jax.vjp`:
+Shen, Yin, Wang, Li, Song and Song, "Training Generative Adversarial Networks in One Stage"
+(CVPR 2021). One G forward, one D forward on the reals and the fakes and one backward of D's
+loss (explicit :func:`jax.vjp`) give D its gradient; the cotangent reaching G's output is made
+G's own by the rule ``mode`` names:
 
-* ``mode='symmetric'`` (minimax, WGAN: ``g == -f``): the cotangent reaching G's
-  output is negated, a gradient reversal. Exact for any D, BatchNorm included.
-* ``mode='asymmetric'`` (non-saturating, LSGAN): the cotangent of each fake
-  sample is scaled by the stop-gradient per-sample ``gamma_i = g'(p_i)/f'(p_i)``
-  (closed forms in :mod:`jaxgan.losses`). Exact only when D treats samples
-  independently; refused for a batch-coupled D and for hinge (``f' = 0``).
-* ``mode='exact'`` (beyond the paper): D's backward is taken a second time with
-  G's own cotangent ``g'(p)/B``; exact for any loss and any D. It still saves a
-  G forward and a D forward over two-stage training.
-* ``mode='auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when that
-  is exact, else ``exact``.
+* ``'symmetric'`` (minimax, WGAN: ``g = -f``): negated, a gradient reversal; exact for any D.
+* ``'asymmetric'`` (non-saturating, LSGAN): each fake's cotangent scaled by the stop-gradient
+  ``gamma_i = g'(p_i) / f'(p_i)`` (the paper's gradient decomposition); exact only for a D that
+  treats samples independently, so refused for a batch-coupled D and for hinge (``f' = 0``).
+* ``'exact'`` (beyond the paper): D's backward taken again with G's cotangent ``g'(p) / B``;
+  exact for any loss and any D.
+* ``'auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when exact, else ``exact``.
 
-One-stage training is simultaneous gradient descent: G's gradient goes through
-the D of the same iteration (before its update) on the same ``z``. The
-reference configs use much smaller D learning rates than two-stage (e.g. 1.35e-5
-against 2e-4 on MNIST); see ``experiments/configs/osgan_*``.
-
-With DiffAugment (``game.d_input_transform``), the transform sits between G's
-output and D inside the one backward; it is per-sample, so the rules stay exact.
-With DAT (``game.d_perturbation``) the perturbation applies to D's own
-gradient only: D's loss is evaluated at the perturbed inputs, while G's
-cotangent is taken at the clean (augmented) fakes, by one more D forward and
-input backward on the fake batch with G's own ``g'(p)/B`` (statistics
-frozen). G thus gets exactly the gradient of its clean loss through the D of
-this iteration, as in two-stage DAT where G's step is unchanged. (Reusing the
-perturbed-point cotangent would make G minimize ``g(D(G(z) + delta))``: a
-different, look-ahead objective, measured 0.47 relative gradient difference
-on a DAT-trained toy D.)
+It is simultaneous gradient descent: G's gradient goes through this iteration's D on the same
+``z``. DiffAugment sits inside the one backward; with DAT, D's loss is taken at the perturbed
+inputs and G's cotangent at the clean fakes. ``docs/TECHNIQUES.md`` (One-stage training) gives
+the derivation, the costs and the reference's learning rates.
 """
 
 from __future__ import annotations
@@ -49,24 +35,21 @@ from jaxgan.steps import (
   GANGradients,
   Step,
   StepOptions,
-  apply_gradients,
+  apply_gan_gradients,
   augment_inputs,
   balance_triple,
   checked_step,
   cross_replica_mean,
+  d_forward,
   d_inputs,
   d_regularization,
-  fake_labels,
   first_call_checks,
   frozen_logits_fn,
   g_regularization,
   merge_model_state,
-  split_dis_batches,
-  split_labels,
-  split_latents,
+  one_pass_inputs,
   split_variables,
   step_key,
-  update_ema,
   validate_common,
 )
 
@@ -214,16 +197,8 @@ def gradients(
 
 def _inputs(game: Game, batch: dict, key: Array, where: str):
   """Real images, G's input, labels and keys of one pass (the step's key layout)."""
-  real = split_dis_batches(batch['image'], 1, where=where)[0]
-  latents = split_latents(batch, 1, where=where)
-  ys = split_labels(batch, game, 1, where=where)
-  y_real = None if ys is None else ys[0]
   k_z, k_in, k_dreg, k_greg, _ = jax.random.split(key, 5)
-  if latents is None:
-    z = game.sample_latents(k_z, real.shape[0])
-  else:
-    z = jax.tree.map(lambda x: x[0], latents)
-  y_fake = fake_labels(game, k_z, real.shape[0])
+  real, z, y_real, y_fake = one_pass_inputs(game, batch, k_z, where=where)
   return real, z, y_real, y_fake, (k_in, k_dreg, k_greg)
 
 
@@ -296,10 +271,8 @@ def _one_stage_pass(game, g_variables, d_variables, batch, key, mode, *, where):
   def d_fwd(dp, xf):
     d_vars = {'params': dp, **d_ms}
     _, _, real_in, fake_in = d_inputs(game, d_vars, real, xf, k_in, y_real, y_fake)
-    q, ms = game.d_apply(d_vars, real_in, train=True, **label_kwargs(y_real))
-    ms = merge_model_state(d_ms, ms)
-    p, ms2 = game.d_apply({'params': dp, **ms}, fake_in, train=True, **label_kwargs(y_fake))
-    return (q, p), merge_model_state(ms, ms2)
+    q, p, ms = d_forward(game, dp, d_ms, real_in, fake_in, y_real, y_fake)
+    return (q, p), ms
 
   (q, p), d_vjp, d_new_ms = jax.vjp(d_fwd, d_params, fake, has_aux=True)
 
@@ -397,18 +370,7 @@ def _one_stage_iteration(game, g_tx, d_tx, opts, mode, state, batch):
   grads, aux = _one_stage_pass(
     game, state.g.variables, state.d.variables, batch, key, mode, where='one_stage_step'
   )
-  g_grads, d_grads, model_states, metrics = grads
-  d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
-    (d_grads, g_grads, model_states['d'], model_states['g'], metrics), opts.axis_name
-  )
-  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=opts.weight_clip)
-  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
-  new_state = state.replace(
-    step=state.step + 1,
-    g=g_player,
-    d=d_player,
-    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
-  )
+  new_state, metrics = apply_gan_gradients(state, grads, g_tx, d_tx, opts)
   if opts.measure_balance:
     z, fake, real, y_real, y_fake = aux
     k_bal = jax.random.split(key, 5)[4]

@@ -1,12 +1,13 @@
-"""Turns a config into the pieces of a run: data, models, optimizers, game, steps.
+"""Turns a config into the pieces of a run: data, models, optimizers, game, step.
 
-This is where the techniques meet: the config names them, and
-:func:`build_run` wires each into the game (D-input transform, D perturbation,
-regularizers), the optimizers (sparse masks) and the loop's slow schedules.
-Config values are checked by :mod:`jaxgan.config_checks` (``validate_config``,
-re-exported here) before anything is built; what needs the data or the models
-(a batch larger than the data, labels a conditional model can't take) is
-checked here, before anything is compiled.
+:func:`build_run` builds what every run has (the data, the models, Adam, the loss, the
+adversarial step) and lets each technique the config turns on add its part, in the order of
+:data:`jaxgan.wiring.TECHNIQUES`: optimizer wrappers, game entries, step options, state,
+a step wrapper, per-step work. The techniques' own wiring lives in :mod:`jaxgan.wiring`;
+nothing here names one. Config values are checked by :mod:`jaxgan.config_checks`
+(``validate_config``, re-exported here) before anything is built; what needs the data or the
+models (a batch larger than the data, labels a conditional model can't take) is checked here,
+before anything is compiled.
 """
 
 from __future__ import annotations
@@ -21,32 +22,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgan import (
-  advaug,
-  augment,
-  coopinit,
-  dat,
-  evaluation,
-  infomax,
-  lipschitz,
-  losses,
-  models,
-  onestage,
-  parallel,
-  regularizers,
-  sparse,
-  ssgan,
-  writers,
-)
 from jaxgan import data as jdata
-from jaxgan.config_checks import TOY_DATASETS, fail, validate_config
+from jaxgan import evaluation, losses, models, onestage, parallel, wiring, writers
+from jaxgan.config_checks import fail, validate_config
 from jaxgan.data import image_folder
 from jaxgan.game import Game, gaussian_latents, label_kwargs, make_apply, sample_labels
-from jaxgan.models import selfsup
 from jaxgan.models.conditional import class_grid_labels
-from jaxgan.sparse import lottery
 from jaxgan.state import GANState, create_state
-from jaxgan.steps import d_forward, frozen_logits_fn, step_key, two_stage_step
+from jaxgan.steps import two_stage_step
+from jaxgan.wiring.base import TOY_DATASETS, Technique
 
 
 def make_optimizer(
@@ -78,7 +62,13 @@ def check_batch_values(batch: dict, config: ml_collections.ConfigDict) -> None:
 
 @dataclasses.dataclass
 class Run:
-  """The pieces of one run, built from a config by :func:`build_run`."""
+  """The pieces of one run, built from a config by :func:`build_run`.
+
+  ``techniques`` are the :class:`jaxgan.wiring.base.Technique` instances the config turns on,
+  in registry order: they add to the initial state (:meth:`init_state`) and wrap the compiled
+  step (:meth:`compiled_step`); the loop calls their ``after_step`` after every step
+  (:func:`jaxgan.train.after_step`).
+  """
 
   config: ml_collections.ConfigDict
   arrays: dict
@@ -89,8 +79,7 @@ class Run:
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
   adversarial_step: Callable
-  coop_step: Callable | None = None
-  sparse_config: sparse.DDSTConfig | None = None
+  techniques: tuple[Technique, ...] = ()
   evaluate_fn: Callable[[GANState, int], dict] | None = None
 
   def init_state(self, key) -> GANState:
@@ -105,33 +94,22 @@ class Run:
       use_ema=self.config.ema_decay > 0,
       num_classes=self.game.num_classes,
     )
-    if self.coop_step is not None:
-      state = coopinit.with_coop_state(state)
-    if self.sparse_config is not None:
-      state = sparse.init_sparse_state(state, self.sparse_config)
-    if self.config.get('lottery', {}).get('ticket', ''):
-      state = sparse.sparsify_state(state)  # rewinding: theta0 * mask, EMA = rewound G
+    for technique in self.techniques:
+      state = technique.init_state(state)
     return state
 
   def compiled_step(self, mesh) -> Callable:
-    """The step the loop calls, compiled data-parallel over ``mesh``.
+    """The step the loop calls: the adversarial step compiled data-parallel over ``mesh``,
+    wrapped by the techniques (CoopInit runs its cooperative phase first)."""
+    step = parallel.jit_data_parallel(self.adversarial_step, mesh)
+    for technique in self.techniques:
+      step = technique.wrap_step(step, mesh)
+    return step
 
-    With CoopInit, the cooperative step runs until ``coopinit.t_init`` and the
-    adversarial one after it; the phase lives in the state (resumable).
-    """
-    adversarial = parallel.jit_data_parallel(self.adversarial_step, mesh)
-    if self.coop_step is None:
-      return adversarial
-    coop_cfg = self.config.coopinit
-    return coopinit.make_phased_step(
-      parallel.jit_data_parallel(self.coop_step, mesh),
-      adversarial,
-      coop_cfg.t_init,
-      g_tx=self.g_tx,
-      d_tx=self.d_tx,
-      reset_moments=coop_cfg.reset_moments,
-      jit=False,
-    )
+  @property
+  def warmup_steps(self) -> int:
+    """Steps at the start that are not adversarial (CoopInit's cooperative phase)."""
+    return max((t.warmup_steps() for t in self.techniques), default=0)
 
   def make_batches(self, *, process_index: int, process_count: int):
     rows = self.config.batch_size * self.config.n_dis
@@ -143,101 +121,6 @@ class Run:
       process_count=process_count,
       local_device_count=jax.local_device_count(),
     )
-
-  def before_step(self, state: GANState, step: int) -> GANState:
-    del step
-    return state
-
-  def after_step(
-    self, state: GANState, metrics: dict, step: int, batch: dict
-  ) -> tuple[GANState, dict]:
-    """Slow schedules after step ``step`` (0-based): sparse prune/regrow, DDST.
-
-    During a CoopInit phase the masks stay as they are (the masked optimizers
-    keep pruned weights at zero); prune/regrow, the BR window and the D-density
-    controller act on adversarial steps only, since the balance ratio and the
-    RigL gradients are those of the adversarial game. With
-    ``config.monitor_lipschitz`` the logs of every ``log_every``-th step also
-    hold D's input-gradient norms (:mod:`jaxgan.lipschitz`) on that step's real
-    batch and fresh fakes.
-    """
-    real = batch['image'][: self.config.batch_size]
-    logs = {}
-    done = step + 1
-    if self.config.get('monitor_lipschitz', False) and (
-      done % self.config.log_every == 0 or done == self.config.num_steps
-    ):
-      logs.update(jax.device_get(self._lipschitz_fn()(state, real)))
-    if self.sparse_config is None:
-      return state, logs
-    if self.coop_step is not None and step < self.config.coopinit.t_init:
-      return state, logs
-    g_grads, d_grads = self._grad_fns()
-    real_label = None
-    if self.game.conditional:
-      real_label = jnp.asarray(batch['label'][: self.config.batch_size], jnp.int32)
-    state, sparse_logs = sparse.sparse_after_step(
-      state,
-      metrics,
-      done,
-      self.sparse_config,
-      g_grads_fn=g_grads,
-      d_grads_fn=lambda s: d_grads(s, real, real_label),
-    )
-    return state, {**logs, **sparse_logs}
-
-  def _lipschitz_fn(self):
-    """Jitted ``(state, real) -> lipschitz/*`` norms of D at the state (EMA-free G)."""
-    if getattr(self, '_lipschitz', None) is None:
-      game = self.game
-
-      @jax.jit
-      def norms(state, real):
-        key = jax.random.fold_in(step_key(state), 103)
-        k_z, k_eps = jax.random.split(key)
-        z = game.sample_latents(k_z, real.shape[0])
-        fake, _ = game.g_apply(state.g.variables, z, train=True)
-        d_fn = frozen_logits_fn(game, state.d.variables)
-        return lipschitz.input_gradient_norms(d_fn, real, jax.lax.stop_gradient(fake), k_eps)
-
-      self._lipschitz = norms
-    return self._lipschitz
-
-  def _grad_fns(self):
-    """Jitted dense gradients of G's and D's losses (RigL regrowth)."""
-    if getattr(self, '_grads', None) is None:
-      game, b = self.game, self.config.batch_size
-
-      @jax.jit
-      def g_grads(state):
-        k_z = jax.random.fold_in(step_key(state), 101)
-        z = game.sample_latents(k_z, b)
-        kw = label_kwargs(sample_labels(game, jax.random.fold_in(k_z, 1), b))
-        d_vars = jax.lax.stop_gradient(state.d.variables)
-
-        def g_loss(gp):
-          fake, _ = game.g_apply({'params': gp, **state.g.model_state}, z, train=True, **kw)
-          return game.loss.g_loss(game.d_apply(d_vars, fake, train=True, **kw)[0])
-
-        return jax.grad(g_loss)(state.g.params)
-
-      @jax.jit
-      def d_grads(state, real, real_label=None):
-        k_z = jax.random.fold_in(step_key(state), 102)
-        z = game.sample_latents(k_z, real.shape[0])
-        y = sample_labels(game, jax.random.fold_in(k_z, 1), real.shape[0])
-        g_vars = jax.lax.stop_gradient(state.g.variables)
-        fake, _ = game.g_apply(g_vars, z, train=True, **label_kwargs(y))
-
-        def d_loss(dp):
-          fake_in = jax.lax.stop_gradient(fake)
-          q, p, _ = d_forward(game, dp, state.d.model_state, real, fake_in, real_label, y)
-          return game.loss.d_loss(q, p)
-
-        return jax.grad(d_loss)(state.d.params)
-
-      self._grads = (g_grads, d_grads)
-    return self._grads
 
   def generate(self, state: GANState, z, label=None) -> np.ndarray:
     """Samples of the EMA G (else G) in eval mode; ``label`` ``[B]`` for a conditional run."""
@@ -322,72 +205,28 @@ def load_training_arrays(config: ml_collections.ConfigDict) -> dict:
   return {'image': images, 'label': np.asarray(arrays['label'])}
 
 
-def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shape: tuple) -> Game:
-  """The Game of this config: loss, latents, regularizers, technique hooks."""
-  g_apply, d_apply = make_apply(g_module), make_apply(d_module)
-  num_classes = models.num_classes_of(g_module, d_module)
-  for name in ('advaug', 'ssgan', 'infomax'):
-    if num_classes and config.get(name, {}).get('enabled', False):
-      fail(
-        f'{name}.enabled',
-        True,
-        f'{name} does not take class labels yet, and the models are class-conditional '
-        f'(num_classes={num_classes}). Set {name}.enabled=False, or model_kwargs.num_classes=0.',
-      )
-  d_regs = []
-  if config.r1_weight > 0:
-    d_regs.append(regularizers.r1_penalty(d_apply, config.r1_weight))
-  if config.gp_weight > 0:
-    d_regs.append(regularizers.wgan_gp_penalty(d_apply, config.gp_weight))
-  loss = losses.get_loss(config.loss)
-  g_regs = []
-  transform = augment.make_diff_augment(config.diffaugment) if config.diffaugment else None
-  if config.advaug.enabled:
-    cfg = advaug.AdvAugConfig(
-      steps=config.advaug.steps,
-      step_size=config.advaug.step_size,
-      norm=config.advaug.norm,
-      direction=config.advaug.direction,
-      weight=config.advaug.weight,
-    )
-    d_template = advaug.perturbation_template(d_module, jnp.zeros((2, *image_shape)))
-    g_template = advaug.perturbation_template(g_module, jnp.zeros((2, config.latent_dim)))
-    d_regs.append(advaug.make_d_regularizer(d_apply, loss, cfg, d_template))
-    # DiffAugment reaches G's clean loss only: the reference's adversarial G branch augments nothing.
-    g_regs.append(advaug.make_g_regularizer(g_apply, d_apply, loss, cfg, g_template))
-  ss, im = config.get('ssgan'), config.get('infomax')
-  if ss is not None and ss.enabled:  # rotation losses on clean (not DAT-perturbed) images
-    rot = selfsup.rotation_apply(d_module)
-    if ss.d_weight > 0:
-      d_regs.append(ssgan.make_d_regularizer(rot, ss.d_weight, ss.get('rotations', 'all')))
-    if ss.g_weight > 0:
-      g_regs.append(
-        ssgan.make_g_regularizer(g_apply, rot, ss.g_weight, transform, ss.get('rotations', 'all'))
-      )
-  if im is not None and im.enabled and im.weight > 0:  # InfoMax on clean images too
-    feats, neg = selfsup.infomax_apply(d_module), im.get('negatives', 'same_position')
-    d_regs.append(infomax.make_d_regularizer(feats, im.weight, neg))
-    g_regs.append(infomax.make_g_regularizer(g_apply, feats, im.weight, neg, transform))
-  perturbation = None
-  if config.dat.enabled:
-    perturbation = dat.make_dat_perturbation(
-      steps=config.dat.steps,
-      step_size=config.dat.step_size,
-      clip=config.dat.clip if config.dat.clip > 0 else None,
-      clamp_real=config.dat.clamp_real,
-    )
-  return Game(
-    g_apply=g_apply,
-    d_apply=d_apply,
-    loss=loss,
+def build_game(
+  config: ml_collections.ConfigDict,
+  g_module,
+  d_module,
+  image_shape: tuple,
+  techniques: list[Technique] | None = None,
+) -> Game:
+  """The Game of this config: the loss and latents, then each technique's entries.
+
+  ``techniques`` defaults to the ones the config turns on (:func:`jaxgan.wiring.active`).
+  """
+  game = Game(
+    g_apply=make_apply(g_module),
+    d_apply=make_apply(d_module),
+    loss=losses.get_loss(config.loss),
     sample_latents=gaussian_latents(config.latent_dim),
-    d_regularizers=tuple(d_regs),
-    g_regularizers=tuple(g_regs),
-    d_input_transform=transform,
-    d_perturbation=perturbation,
     d_batch_coupled=models.d_is_batch_coupled(d_module),
-    num_classes=num_classes,
+    num_classes=models.num_classes_of(g_module, d_module),
   )
+  for technique in wiring.active(config) if techniques is None else techniques:
+    game = technique.game(game, g_module, d_module, image_shape)
+  return game
 
 
 def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwargs) -> Callable:
@@ -402,62 +241,24 @@ def build_step(config: ml_collections.ConfigDict, game: Game, g_tx, d_tx, **kwar
   return two_stage_step(game, g_tx, d_tx, n_dis=config.n_dis, **common)
 
 
-def _ticket_masks(path: str) -> Callable:
-  """``params -> masks`` of a saved lottery ticket (``lottery.masks_to_arrays`` as .npz).
-
-  G then trains from ``theta0 * mask`` (the seed's initial weights, i.e. rewound),
-  with pruned weights receiving no gradient and no Adam moments (the reference).
-  """
-  with np.load(path) as f:
-    arrays = {k: f[k] for k in f.files}
-  return lambda params: lottery.masks_from_arrays(arrays, params)
-
-
-def build_run(config: ml_collections.ConfigDict) -> Run:
-  """Builds every piece of the run; all config errors surface here."""
-  validate_config(config)
-  arrays = load_training_arrays(config)
-  image_shape = tuple(arrays['image'].shape[1:])
+def _models(config: ml_collections.ConfigDict, image_shape: tuple):
   model_kwargs = dict(config.get('model_kwargs', {}))
   if config.precision == 'bfloat16':
     model_kwargs['dtype'] = jnp.bfloat16
-  g_module, d_module = models.get_models(
+  return models.get_models(
     config.model, latent_dim=config.latent_dim, image_shape=image_shape, **model_kwargs
   )
+
+
+def _check_batch_size(config: ml_collections.ConfigDict, arrays: dict) -> None:
   if config.batch_size * config.n_dis > len(arrays['image']):
     fail(
       'batch_size', config.batch_size, f'it exceeds the {len(arrays["image"])} training examples.'
     )
-  skip = config.get('skip_nonfinite_updates', False)
-  g_tx = make_optimizer(config.g_optimizer, skip)
-  d_tx = make_optimizer(config.d_optimizer, skip)
-  sparse_cfg = None
-  if config.sparse.enabled:
-    sc = config.sparse
-    sparse_cfg = sparse.ddst_config(
-      sc.variant,
-      total_steps=config.num_steps,
-      g_density=sc.g_density,
-      d_density=sc.d_density if sc.d_density > 0 else sc.g_density,
-      g_update_every=sc.g_update_every,
-      d_control_every=sc.d_control_every,
-      br_freq=sc.br_freq,
-      br_window=sc.br_window,
-    )
-    g_tx, d_tx = sparse.ddst_optimizers(
-      g_tx, d_tx, jax.random.PRNGKey(config.seed + 1), sparse_cfg
-    )
-  ticket = config.get('lottery', {}).get('ticket', '')
-  if ticket:
-    g_tx = sparse.masked_optimizer(g_tx, _ticket_masks(ticket), grad_mode='masked')
-  game = build_game(config, g_module, d_module, image_shape)
-  if game.conditional and config.get('monitor_lipschitz', False):
-    fail(
-      'monitor_lipschitz',
-      True,
-      'the input-gradient monitor scores one batch with one D function and does not take class '
-      'labels yet: turn it off for a class-conditional model.',
-    )
+
+
+def _check_labels(config: ml_collections.ConfigDict, arrays: dict, game: Game) -> None:
+  """A conditional model can take the data's labels."""
   if game.conditional:
     labels = np.asarray(arrays['label'])
     if labels.min() < 0 or labels.max() >= game.num_classes:
@@ -468,22 +269,24 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
         'conditional model needs labels in [0, num_classes) (use num_classes=0 for '
         'unlabelled data).',
       )
-  coop = None
-  if config.coopinit.enabled:
-    c = config.coopinit
-    coop = coopinit.coop_step(
-      game,
-      g_tx,
-      d_tx,
-      langevin=coopinit.LangevinConfig(
-        step_size=c.step_size,
-        n_steps=c.n_steps,
-        noise_scale=c.noise_scale,
-        clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
-      ),
-      teach_sigma=c.teach_sigma,
-      ema_decay=config.ema_decay if config.ema_decay > 0 else None,
-    )
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Builds every piece of the run; all config errors surface here."""
+  validate_config(config)
+  arrays = load_training_arrays(config)
+  image_shape = tuple(arrays['image'].shape[1:])
+  g_module, d_module = _models(config, image_shape)
+  _check_batch_size(config, arrays)
+  techniques = wiring.active(config)
+  skip = config.get('skip_nonfinite_updates', False)
+  g_tx = make_optimizer(config.g_optimizer, skip)
+  d_tx = make_optimizer(config.d_optimizer, skip)
+  for technique in techniques:
+    g_tx, d_tx = technique.optimizers(g_tx, d_tx)
+  game = build_game(config, g_module, d_module, image_shape, techniques)
+  _check_labels(config, arrays, game)
+  options = {k: v for t in techniques for k, v in t.step_options().items()}
   run = Run(
     config=config,
     arrays=arrays,
@@ -493,16 +296,11 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     game=game,
     g_tx=g_tx,
     d_tx=d_tx,
-    adversarial_step=build_step(
-      config,
-      game,
-      g_tx,
-      d_tx,
-      measure_balance=sparse_cfg is not None and sparse_cfg.d_control is not None,
-    ),
-    coop_step=coop,
-    sparse_config=sparse_cfg,
+    adversarial_step=build_step(config, game, g_tx, d_tx, **options),
+    techniques=tuple(techniques),
   )
+  for technique in techniques:
+    technique.setup(run)
   if config.eval_samples:
     generate, sample = run.eval_functions()
     run.evaluate_fn = evaluation.make_evaluator(config, generate, sample, image_shape)

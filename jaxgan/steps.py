@@ -1,37 +1,22 @@
 """The alternating (two-stage) GAN step and the helpers every step shares.
 
-A step is ``step(state, batch) -> (state, metrics)``: pure, jit-able, and
-compiled once. ``batch['image']`` holds ``n_dis * B`` real images (one real batch
-of ``B`` per D update); ``metrics`` is a flat dict of scalars.
+A step is ``step(state, batch) -> (state, metrics)``: pure, jit-able, compiled once.
+``batch['image']`` holds ``n_dis * B`` real images (one batch of ``B`` per D update) and, in a
+class-conditional game, ``batch['label']`` their labels; ``metrics`` is a flat dict of scalars.
+Randomness comes from ``fold_in(state.rng, state.step)``, so a resumed run draws the same numbers.
 
-Each step draws its randomness from ``fold_in(state.rng, state.step)``, so a
-resumed run draws the same numbers as an uninterrupted one.
+Every step is a thin wrapper over gradient functions a user can call from a loop of their own
+(a ``TrainState``, an ``nnx.Optimizer``, any optax chain): :func:`d_gradients` and
+:func:`g_gradients` here, over :func:`d_player_loss` and :func:`g_player_loss` (each player's
+loss with every game transform: DiffAugment, the DAT perturbation, regularizers, labels);
+:func:`jaxgan.onestage.gradients` and :func:`jaxgan.coopinit.gradients` for the other steps.
 
-Every step is a thin wrapper over gradient functions a user can call from a
-loop of their own (a ``flax.training.train_state.TrainState``, an
-``nnx.Optimizer``, any optax chain): here :func:`d_gradients` and
-:func:`g_gradients` (the two-stage players), built on :func:`d_player_loss` and
-:func:`g_player_loss` (each player's loss with every game transform: DiffAugment,
-the DAT perturbation, regularizers, labels); :func:`jaxgan.onestage.gradients`
-and :func:`jaxgan.coopinit.gradients` for the other steps.
-
-The steps check their inputs once, before compiling (:mod:`jaxgan.checks`):
-the batch's shape and dtype, each optimizer state against its optimizer, and,
-on a first call with concrete arrays, the image range. Called on concrete
-arrays a step compiles itself (``jax.jit``, no donation) after those checks;
-called under a caller's ``jax.jit``/``pmap``/``shard_map`` it is traced as a
-pure function and checks what tracing can see (shapes, dtypes, structures).
-
-EMA: a step updates the EMA of G that the state keeps (``state.ema_params``,
-``create_state(use_ema=True)``, the default) with ``ema_decay``, or with
-:data:`DEFAULT_EMA_DECAY` when ``ema_decay`` is ``None``; a state without an EMA
-(``use_ema=False``) has none to update. The EMA is never left frozen.
-
-Class-conditional games (``game.num_classes > 0``): ``batch['label']`` holds
-the ``n_dis * B`` int labels of the real images and goes to D with them; each
-fake batch gets uniform labels drawn from ``fold_in`` of its latent key
-(:func:`fake_labels`), given to G and to D with the fakes. Unconditional games
-draw no labels and pass none, so their steps are unchanged.
+A step checks its inputs once, before compiling (:mod:`jaxgan.checks`). Called on concrete
+arrays it compiles itself (``jax.jit``, no donation); under a caller's ``jit``, ``pmap`` or
+``shard_map`` it is traced as a pure function. A state that keeps an EMA of G
+(``create_state(use_ema=True)``) has it updated with ``ema_decay``, or
+:data:`DEFAULT_EMA_DECAY` when that is ``None``, under the constraints of G's optimizer
+(:func:`constrain_params`: pruned weights stay zero).
 """
 
 from __future__ import annotations
@@ -44,9 +29,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import checks, sparse
+from jaxgan import checks
 from jaxgan.checks import check_image_batch
-from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_labels
+from jaxgan.game import (
+  ApplyFn,
+  DPerturbation,
+  Game,
+  check_label_regularizers,
+  label_kwargs,
+  sample_labels,
+)
 from jaxgan.state import GANState, Player, split_variables
 
 Array = jax.Array
@@ -109,19 +101,35 @@ def apply_gradients(
   return Player(params=params, model_state=model_state, opt_state=opt_state)
 
 
+def _constrains(node: Any) -> bool:
+  return callable(getattr(node, 'constrain_params', None))
+
+
+def constrain_params(params: PyTree, opt_state: PyTree) -> PyTree:
+  """``params`` under every constraint that ``opt_state`` declares.
+
+  An optimizer whose state has a ``constrain_params(params) -> params`` method
+  keeps the params it updates in a set: the state of
+  :func:`jaxgan.sparse.masked_optimizer` keeps pruned weights at exactly zero.
+  This applies the same constraints to another tree shaped like the params
+  (G's EMA). Without such a state ``params`` is returned as it is.
+  """
+  for node in jax.tree.leaves(opt_state, is_leaf=_constrains):
+    if _constrains(node):
+      params = node.constrain_params(params)
+  return params
+
+
 def update_ema(ema_params: PyTree | None, g: Player, decay: float | None) -> PyTree | None:
   """EMA of G's params: ``decay * ema + (1 - decay) * params``.
 
-  When G's optimizer carries sparse masks, the EMA is masked too, so pruned
-  weights are exactly zero in the EMA generator as well.
+  The EMA keeps the constraints of G's optimizer (:func:`constrain_params`):
+  with sparse masks, pruned weights are exactly zero in the EMA generator too.
   """
   if ema_params is None or decay is None:
     return ema_params
   ema = optax.incremental_update(g.params, ema_params, step_size=1.0 - decay)
-  masks = sparse.get_masks(g.opt_state)
-  if masks is not None:
-    ema = sparse.apply_masks(ema, masks)
-  return ema
+  return constrain_params(ema, g.opt_state)
 
 
 def merge_model_state(old: dict, new: dict) -> dict:
@@ -129,10 +137,10 @@ def merge_model_state(old: dict, new: dict) -> dict:
   return {**old, **new}
 
 
-def frozen_logits_fn(
-  game: Game, d_variables: dict, label: Array | None = None
+def frozen_logits(
+  d_apply: ApplyFn, d_variables: dict, label: Array | None = None
 ) -> Callable[[Array], Array]:
-  """D as ``x -> logits`` with stop-gradient params and statistics not stored.
+  """D as ``x -> logits`` with stop-gradient variables and statistics not stored.
 
   Batch statistics are used (train mode) but the updated collections are
   dropped, as attacks and Langevin chains need. ``label`` (``[B]``,
@@ -141,10 +149,17 @@ def frozen_logits_fn(
   frozen = jax.lax.stop_gradient(d_variables)
 
   def logits(x):
-    out, _ = game.d_apply(frozen, x, train=True, **label_kwargs(label))
+    out, _ = d_apply(frozen, x, train=True, **label_kwargs(label))
     return out
 
   return logits
+
+
+def frozen_logits_fn(
+  game: Game, d_variables: dict, label: Array | None = None
+) -> Callable[[Array], Array]:
+  """:func:`frozen_logits` of the game's D."""
+  return frozen_logits(game.d_apply, d_variables, label)
 
 
 # fold_in constant deriving a fake batch's label key from its latent key: the
@@ -221,31 +236,72 @@ def d_inputs(
   real_in, fake_in = real_aug, fake_aug
   if game.d_perturbation is not None:
     k_pert = jax.random.split(key, 3)[2]
-    logits_fn = frozen_logits_fn(game, d_variables)
-    if game.conditional:
-      logits_fn = (
-        frozen_logits_fn(game, d_variables, real_label),
-        frozen_logits_fn(game, d_variables, fake_label),
-      )
-    real_adv, fake_adv = game.d_perturbation(logits_fn, real_aug, fake_aug, k_pert)
-    real_in = real_aug + jax.lax.stop_gradient(real_adv - real_aug)
-    fake_in = fake_aug + jax.lax.stop_gradient(fake_adv - fake_aug)
+    real_in, fake_in = perturbed_inputs(
+      game.d_perturbation,
+      game.d_apply,
+      d_variables,
+      real_aug,
+      fake_aug,
+      k_pert,
+      real_label,
+      fake_label,
+      conditional=game.conditional,
+    )
   return real_aug, fake_aug, real_in, fake_in
 
 
-def d_forward(
-  game: Game, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
+def perturbed_inputs(
+  perturbation: DPerturbation,
+  d_apply: ApplyFn,
+  d_variables: dict,
+  real: Array,
+  fake: Array,
+  key: Array,
+  real_label: Array | None = None,
+  fake_label: Array | None = None,
+  *,
+  conditional: bool,
+) -> tuple[Array, Array]:
+  """D's inputs at the points ``perturbation`` (DAT) finds: ``x + stop_gradient(x_adv - x)``.
+
+  The perturbation sees D frozen (:func:`frozen_logits`); in a conditional game
+  the pair of logits functions of the real and the fake labels. Gradients flow
+  to ``real``/``fake`` as through the identity, never through the attack.
+  """
+  logits_fn = frozen_logits(d_apply, d_variables)
+  if conditional:
+    logits_fn = (
+      frozen_logits(d_apply, d_variables, real_label),
+      frozen_logits(d_apply, d_variables, fake_label),
+    )
+  real_adv, fake_adv = perturbation(logits_fn, real, fake, key)
+  real_in = real + jax.lax.stop_gradient(real_adv - real)
+  fake_in = fake + jax.lax.stop_gradient(fake_adv - fake)
+  return real_in, fake_in
+
+
+def real_fake_forward(
+  d_apply: ApplyFn, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
 ):
   """D on real then fake (two calls, statistics threaded). Returns q, p, state.
 
   ``real_label``/``fake_label``: the labels ``[B]`` of a conditional game.
   """
-  q, ms = game.d_apply(
+  q, ms = d_apply(
     {'params': d_params, **d_model_state}, real_in, train=True, **label_kwargs(real_label)
   )
   ms = merge_model_state(d_model_state, ms)
-  p, ms2 = game.d_apply({'params': d_params, **ms}, fake_in, train=True, **label_kwargs(fake_label))
+  p, ms2 = d_apply({'params': d_params, **ms}, fake_in, train=True, **label_kwargs(fake_label))
   return q, p, merge_model_state(ms, ms2)
+
+
+def d_forward(
+  game: Game, d_params, d_model_state, real_in, fake_in, real_label=None, fake_label=None
+):
+  """:func:`real_fake_forward` of the game's D."""
+  return real_fake_forward(
+    game.d_apply, d_params, d_model_state, real_in, fake_in, real_label, fake_label
+  )
 
 
 def d_regularization(
@@ -335,7 +391,7 @@ def balance_triple(
   real_label: Array | None = None,
   fake_label: Array | None = None,
 ) -> dict:
-  """The DDST balance-ratio measurements with D after its update (ddst.md §1).
+  """The balance-ratio measurements of DDST with D after its update (Wang et al., NeurIPS 2023).
 
   Returns ``{'balance/df', 'balance/gf', 'balance/dr'}``: ``df`` = mean
   D(G_pre(z)) (given, when G's loss forward already went through the updated
@@ -366,7 +422,7 @@ def balance_triple(
 
 
 def validate_common(n_dis: int, ema_decay: float | None, weight_clip: float | None) -> float:
-  """Checks the shared builder arguments; returns the EMA decay to use (module docstring)."""
+  """Checks the shared builder arguments; returns the EMA decay to use (``None``: the default)."""
   if not isinstance(n_dis, int) or n_dis < 1:
     raise ValueError(f'n_dis must be a positive int, got {n_dis!r}.')
   if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -401,6 +457,47 @@ class StepOptions(NamedTuple):
   axis_name: str | None
   weight_clip: float | None
   measure_balance: bool
+
+
+def one_pass_inputs(game: Game, batch: dict, k_z: Array, *, where: str):
+  """Real images, G's input and the labels of an iteration that makes one pass over ``batch``.
+
+  Returns ``(real [B, ...], z, real_label, fake_label)``: ``z`` is ``batch['latent']``
+  when given, else drawn with ``k_z``; the fake labels come from ``k_z`` (:func:`fake_labels`);
+  labels are ``None`` in an unconditional game.
+  """
+  real = split_dis_batches(batch['image'], 1, where=where)[0]
+  latents = split_latents(batch, 1, where=where)
+  ys = split_labels(batch, game, 1, where=where)
+  y_real = None if ys is None else ys[0]
+  if latents is None:
+    z = game.sample_latents(k_z, real.shape[0])
+  else:
+    z = jax.tree.map(lambda x: x[0], latents)
+  return real, z, y_real, fake_labels(game, k_z, real.shape[0])
+
+
+def next_state(state: GANState, g: Player, d: Player, ema_decay: float) -> GANState:
+  """``state`` after an iteration: the new players, G's EMA updated, the step counted."""
+  return state.replace(
+    step=state.step + 1, g=g, d=d, ema_params=update_ema(state.ema_params, g, ema_decay)
+  )
+
+
+def apply_gan_gradients(
+  state: GANState, grads: GANGradients, g_tx, d_tx, opts: StepOptions
+) -> tuple[GANState, dict]:
+  """Both players stepped from one iteration's gradients (averaged over ``opts.axis_name``).
+
+  Returns the :func:`next_state` and the averaged metrics.
+  """
+  g_grads, d_grads, model_states, metrics = grads
+  d_grads, g_grads, d_ms, g_ms, metrics = cross_replica_mean(
+    (d_grads, g_grads, model_states['d'], model_states['g'], metrics), opts.axis_name
+  )
+  d_player = apply_gradients(state.d, d_tx, d_grads, d_ms, weight_clip=opts.weight_clip)
+  g_player = apply_gradients(state.g, g_tx, g_grads, g_ms)
+  return next_state(state, g_player, d_player, opts.ema_decay), metrics
 
 
 def first_call_checks(
@@ -662,12 +759,7 @@ def _two_stage_iteration(game, g_tx, d_tx, opts, state, batch):
   grads, g_ms, g_metrics = cross_replica_mean((grads, g_ms, g_metrics), opts.axis_name)
   g_player = apply_gradients(state.g, g_tx, grads, g_ms)
   df = g_metrics.pop('df')
-  new_state = state.replace(
-    step=state.step + 1,
-    g=g_player,
-    d=d_player,
-    ema_params=update_ema(state.ema_params, g_player, opts.ema_decay),
-  )
+  new_state = next_state(state, g_player, d_player, opts.ema_decay)
   metrics = {**d_metrics, **g_metrics}
   if opts.measure_balance:
     y_last = None if ys is None else ys[-1]

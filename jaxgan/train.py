@@ -38,6 +38,7 @@ import optax
 from jaxgan import checkpoint, config_checks, parallel, run_setup, writers
 from jaxgan.config_checks import ConfigError
 from jaxgan.state import GANState
+from jaxgan.wiring import StepInfo
 from jaxgan.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
@@ -224,123 +225,162 @@ def _train_with(config, workdir: Path, is_writer: bool, dry_run: bool, ckpt) -> 
   step_fn = run.compiled_step(mesh)
   if dry_run:
     return _dry_run(config, state, step_fn, batches, mesh, workdir)
-  if is_writer:
-    writers.truncate_log(workdir, start)  # rows a killed session logged after its checkpoint
-  writer = writers.MetricWriter(workdir, active=is_writer)
-  config_json = config.to_json_best_effort(indent=2)
-  if is_writer:
-    (workdir / 'config.json').write_text(config_json)
-
-  def kept() -> str:
-    steps = ckpt.steps()
-    if not steps:
-      return f'No checkpoint was saved in {workdir} yet.'
-    return f'The last good checkpoint (step {steps[-1]}) in {workdir} is kept.'
-
-  def save(step: int, state: GANState) -> None:
-    bad = nonfinite_parts(state)
-    if bad:
-      raise DivergenceError(
-        f'non-finite values in {bad} at step {step}; stopping. {kept()} Lower the learning '
-        'rates, or set config.skip_nonfinite_updates=True.'
-      )
-    ckpt.save(step, state, batches.get_state(), config_json)
-
-  skip = config.get('skip_nonfinite_updates', False)
-  guard = config.get('guard') or {}
-  guard_on = bool(guard.get('max_param_norm', 0.0) or guard.get('max_activation', 0.0))
-  skipped = 0
-  t_start = time.perf_counter()
-  eval_seconds = 0.0
-  last_metrics: dict = {}
-  bar = _progress(config.num_steps, start, is_writer)
+  session = _Session(run, workdir, is_writer, ckpt, batches, start)
   try:
     for step in range(start, config.num_steps):
-      state = run.before_step(state, step)
       batch = batches.next()
       if step == start:
         state, metrics = _first_step(config, step_fn, state, batch, mesh)
       else:
         state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
-      guard_values = _guard_values(state, metrics) if guard_on else {}
-      metrics = jax.device_get(metrics)
-      bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
-      if bad and not skip:
-        raise DivergenceError(
-          f'non-finite {bad} at step {step + 1}; stopping. {kept()} Lower the learning rates, '
-          'or set config.skip_nonfinite_updates=True to skip such updates.'
-        )
-      if bad:
-        skipped += 1
-        broken = nonfinite_parts(state)
-        if broken:
-          raise DivergenceError(
-            f'non-finite {bad} at step {step + 1} left non-finite values in {broken} although '
-            f'skip_nonfinite_updates=True; stopping. {kept()} Lower the learning rates.'
-          )
-        log.warning(
-          'step %d: non-finite %s; its update was skipped (%d so far).', step + 1, bad, skipped
-        )
-      if guard_on:
-        guard_values = {k: float(v) for k, v in jax.device_get(guard_values).items()}
-        _check_guard(guard_values, config, step + 1, kept())
-        metrics.update(guard_values)
-      if skip:
-        metrics['nonfinite_skipped'] = skipped
-      state, extra_metrics = run.after_step(state, metrics, step, batch)
-      metrics.update(extra_metrics)
-      done = step + 1
-      last_metrics = metrics
-      bar.update(1)
-      if done % config.log_every == 0 or done == config.num_steps:
-        bar.set_postfix(
-          {k: f'{float(v):.3f}' for k, v in metrics.items() if k in ('d_loss', 'g_loss')}
-        )
-        writer.write_scalars(
-          done, {**metrics, 'steps_per_second': bar.format_dict.get('rate') or 0.0}
-        )
-      if (
-        is_writer
-        and config.sample_every
-        and (done % config.sample_every == 0 or done == config.num_steps)
-      ):
-        run.write_samples(state, workdir / 'samples' / f'step_{done:07d}.png')
-      eval_now = config.eval_every and done % config.eval_every == 0
-      if config.eval_samples and (eval_now or done == config.num_steps):
-        t_eval = time.perf_counter()
-        scores = run.evaluate(state, config.eval_samples)
-        # Wall-clock of this session up to this evaluation, earlier evaluations excluded.
-        scores['train_seconds'] = round(t_eval - t_start - eval_seconds, 2)
-        eval_seconds += time.perf_counter() - t_eval
-        writer.write_scalars(done, {f'eval/{k}': v for k, v in scores.items() if np.isscalar(v)})
-        if is_writer:
-          with open(workdir / 'eval_log.jsonl', 'a') as f:
-            f.write(json.dumps({'step': done, **scores}, default=str) + '\n')
-        numeric = {k: float(v) for k, v in scores.items() if np.isscalar(v)}
-        ckpt.save_best(done, jax.device_get(state), batches.get_state(), config_json, numeric)
-      if done % config.checkpoint_every == 0 or done == config.num_steps:
-        save(done, state)
+      state = session.after_step(state, metrics, step, batch)
   finally:
-    bar.close()
-    writer.close()
+    session.close()
+  return session.finish(state)
 
-  ckpt.wait()
-  if is_writer:
-    elapsed = time.perf_counter() - t_start
-    summary = {
-      'final_step': int(jax.device_get(state.step)),
-      'steps_this_session': config.num_steps - start,
-      'seconds_this_session': round(elapsed, 2),
-      'final_metrics': {k: float(v) for k, v in last_metrics.items()},
-      'devices': jax.device_count(),
-      'processes': jax.process_count(),
-      'jax_version': jax.__version__,
-    }
-    if skip:
-      summary['nonfinite_skipped_this_session'] = skipped
-    (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
-    writers.plot_metrics(workdir)
-  return state
+
+def after_step(
+  run, state: GANState, metrics: dict, step: int, batch: dict
+) -> tuple[GANState, dict]:
+  """The techniques' per-step work after step ``step`` (0-based), in registry order.
+
+  Returns the state and their logs (prune/regrow, the Lipschitz monitor...). During a
+  technique's warm-up (CoopInit's cooperative phase) the step is not adversarial.
+  """
+  info = StepInfo(step, batch, metrics, adversarial=step >= run.warmup_steps)
+  logs = {}
+  for technique in run.techniques:
+    state, more = technique.after_step(state, info)
+    logs.update(more)
+  return state, logs
+
+
+class _Session:
+  """One session of the loop: what it writes, its divergence checks, its schedules."""
+
+  def __init__(self, run, workdir: Path, is_writer: bool, ckpt, batches, start: int):
+    self.run, self.config, self.workdir, self.is_writer = run, run.config, workdir, is_writer
+    self.ckpt, self.batches, self.start = ckpt, batches, start
+    if is_writer:
+      writers.truncate_log(workdir, start)  # rows a killed session logged after its checkpoint
+    self.writer = writers.MetricWriter(workdir, active=is_writer)
+    self.config_json = self.config.to_json_best_effort(indent=2)
+    if is_writer:
+      (workdir / 'config.json').write_text(self.config_json)
+    self.skip = self.config.get('skip_nonfinite_updates', False)
+    guard = self.config.get('guard') or {}
+    self.guard_on = bool(guard.get('max_param_norm', 0.0) or guard.get('max_activation', 0.0))
+    self.skipped = 0
+    self.t_start = time.perf_counter()
+    self.eval_seconds = 0.0
+    self.last_metrics: dict = {}
+    self.bar = _progress(self.config.num_steps, start, is_writer)
+
+  def kept(self) -> str:
+    steps = self.ckpt.steps()
+    if not steps:
+      return f'No checkpoint was saved in {self.workdir} yet.'
+    return f'The last good checkpoint (step {steps[-1]}) in {self.workdir} is kept.'
+
+  def save(self, step: int, state: GANState) -> None:
+    bad = nonfinite_parts(state)
+    if bad:
+      raise DivergenceError(
+        f'non-finite values in {bad} at step {step}; stopping. {self.kept()} Lower the learning '
+        'rates, or set config.skip_nonfinite_updates=True.'
+      )
+    self.ckpt.save(step, state, self.batches.get_state(), self.config_json)
+
+  def after_step(self, state: GANState, metrics: dict, step: int, batch: dict) -> GANState:
+    """Checks the step, runs the techniques' work, logs, samples, evaluates, checkpoints."""
+    metrics = self.checked_metrics(state, metrics, step)
+    state, extra_metrics = after_step(self.run, state, metrics, step, batch)
+    metrics.update(extra_metrics)
+    done = step + 1
+    self.last_metrics = metrics
+    self.bar.update(1)
+    config = self.config
+    if done % config.log_every == 0 or done == config.num_steps:
+      self.bar.set_postfix(
+        {k: f'{float(v):.3f}' for k, v in metrics.items() if k in ('d_loss', 'g_loss')}
+      )
+      rate = self.bar.format_dict.get('rate') or 0.0
+      self.writer.write_scalars(done, {**metrics, 'steps_per_second': rate})
+    if self.is_writer and config.sample_every:
+      if done % config.sample_every == 0 or done == config.num_steps:
+        self.run.write_samples(state, self.workdir / 'samples' / f'step_{done:07d}.png')
+    eval_now = config.eval_every and done % config.eval_every == 0
+    if config.eval_samples and (eval_now or done == config.num_steps):
+      self.evaluate(done, state)
+    if done % config.checkpoint_every == 0 or done == config.num_steps:
+      self.save(done, state)
+    return state
+
+  def checked_metrics(self, state: GANState, metrics: dict, step: int) -> dict:
+    """The step's metrics on the host; stops on non-finite values or beyond the guard."""
+    guard_values = _guard_values(state, metrics) if self.guard_on else {}
+    metrics = jax.device_get(metrics)
+    bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
+    if bad and not self.skip:
+      raise DivergenceError(
+        f'non-finite {bad} at step {step + 1}; stopping. {self.kept()} Lower the learning '
+        'rates, or set config.skip_nonfinite_updates=True to skip such updates.'
+      )
+    if bad:
+      self.skipped += 1
+      broken = nonfinite_parts(state)
+      if broken:
+        raise DivergenceError(
+          f'non-finite {bad} at step {step + 1} left non-finite values in {broken} although '
+          f'skip_nonfinite_updates=True; stopping. {self.kept()} Lower the learning rates.'
+        )
+      log.warning(
+        'step %d: non-finite %s; its update was skipped (%d so far).', step + 1, bad, self.skipped
+      )
+    if self.guard_on:
+      guard_values = {k: float(v) for k, v in jax.device_get(guard_values).items()}
+      _check_guard(guard_values, self.config, step + 1, self.kept())
+      metrics.update(guard_values)
+    if self.skip:
+      metrics['nonfinite_skipped'] = self.skipped
+    return metrics
+
+  def evaluate(self, done: int, state: GANState) -> None:
+    t_eval = time.perf_counter()
+    scores = self.run.evaluate(state, self.config.eval_samples)
+    # Wall-clock of this session up to this evaluation, earlier evaluations excluded.
+    scores['train_seconds'] = round(t_eval - self.t_start - self.eval_seconds, 2)
+    self.eval_seconds += time.perf_counter() - t_eval
+    self.writer.write_scalars(done, {f'eval/{k}': v for k, v in scores.items() if np.isscalar(v)})
+    if self.is_writer:
+      with open(self.workdir / 'eval_log.jsonl', 'a') as f:
+        f.write(json.dumps({'step': done, **scores}, default=str) + '\n')
+    numeric = {k: float(v) for k, v in scores.items() if np.isscalar(v)}
+    position = self.batches.get_state()
+    self.ckpt.save_best(done, jax.device_get(state), position, self.config_json, numeric)
+
+  def close(self) -> None:
+    self.bar.close()
+    self.writer.close()
+
+  def finish(self, state: GANState) -> GANState:
+    """Waits for the checkpoints; the writer process writes the summary and the plots."""
+    self.ckpt.wait()
+    if self.is_writer:
+      summary = {
+        'final_step': int(jax.device_get(state.step)),
+        'steps_this_session': self.config.num_steps - self.start,
+        'seconds_this_session': round(time.perf_counter() - self.t_start, 2),
+        'final_metrics': {k: float(v) for k, v in self.last_metrics.items()},
+        'devices': jax.device_count(),
+        'processes': jax.process_count(),
+        'jax_version': jax.__version__,
+      }
+      if self.skip:
+        summary['nonfinite_skipped_this_session'] = self.skipped
+      (self.workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
+      writers.plot_metrics(self.workdir)
+    return state
 
 
 def _dry_run(config, state, step_fn, batches, mesh, workdir: Path) -> GANState:

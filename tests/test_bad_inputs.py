@@ -501,13 +501,14 @@ def test_bad_input_to_the_library(row, tmp_path):
 
 
 def test_name_lists_match_the_library():
-  """config_checks repeats names so that it imports nothing heavy: they must not drift."""
-  from jaxgan import augment, infomax, losses, onestage, ssgan
+  """config_checks and jaxgan.wiring repeat names so that they import nothing heavy: they must
+  not drift."""
+  from jaxgan import augment, infomax, losses, onestage, ssgan, wiring
   from jaxgan.sparse import ddst
 
   assert sorted(config_checks.LOSSES) == sorted(losses.LOSSES)
   assert config_checks.ONESTAGE_MODES == onestage.MODES
-  assert config_checks.SPARSE_VARIANTS == ddst.VARIANTS
-  assert sorted(config_checks.DIFFAUGMENT_OPS) == sorted(augment.POLICY_OPS)
-  assert config_checks.SSGAN_ROTATIONS == ssgan.ROTATIONS
-  assert config_checks.INFOMAX_NEGATIVES == infomax.NEGATIVES
+  assert wiring.sparse.VARIANTS == ddst.VARIANTS
+  assert sorted(wiring.diffaugment.OPS) == sorted(augment.POLICY_OPS)
+  assert wiring.ssgan.ROTATIONS == ssgan.ROTATIONS
+  assert wiring.infomax.NEGATIVES == infomax.NEGATIVES

@@ -7,7 +7,7 @@ import optax
 import pytest
 import tiny_models as tm
 
-from jaxgan import regularizers
+from jaxgan import coopinit, onestage, regularizers, sparse
 from jaxgan.steps import two_stage_step
 
 
@@ -139,3 +139,34 @@ def test_regularizer_gradient_reaches_d():
   )
   assert float(mb['d_reg']) > 0 and float(ma['d_reg']) == 0
   assert not jnp.allclose(a.d.params['Dense_0']['kernel'], b.d.params['Dense_0']['kernel'])
+
+
+def test_every_step_keeps_pruned_weights_zero_in_the_ema():
+  """The EMA takes the constraint of G's optimizer state (sparse masks), in every step."""
+  game, g_mod, d_mod = tm.make_game('ns')
+  kernel = jnp.arange(15).reshape(3, 5) % 2 == 0
+  g_tx = sparse.masked_optimizer(
+    optax.adam(1e-2),
+    lambda p: {**sparse.dense_masks(p), 'Dense_0': {'kernel': kernel, 'bias': None}},
+  )
+  state = tm.make_state(g_mod, d_mod, g_tx=g_tx, d_tx=optax.adam(1e-2), use_ema=True)
+  # An EMA that is not masked yet: only the step's constraint can zero it.
+  state = state.replace(ema_params=jax.tree.map(lambda p: p + 1.0, state.g.params))
+  steps = (
+    two_stage_step(game, g_tx, optax.adam(1e-2), ema_decay=0.5),
+    onestage.one_stage_step(game, g_tx, optax.adam(1e-2), ema_decay=0.5),
+    coopinit.coop_step(
+      game, g_tx, optax.adam(1e-2), langevin=coopinit.LangevinConfig(0.1, 2), ema_decay=0.5
+    ),
+  )
+  for step in steps:
+    new, _ = step(state, tm.real_batch())
+    ema = new.ema_params['Dense_0']['kernel']
+    assert jnp.all(ema[~kernel] == 0.0)
+    assert jnp.all(ema[kernel] != 0.0)
+    chex.assert_trees_all_close(
+      new.ema_params['Dense_1'],
+      jax.tree.map(
+        lambda e, p: 0.5 * e + 0.5 * p, state.ema_params['Dense_1'], new.g.params['Dense_1']
+      ),
+    )

@@ -42,6 +42,53 @@ def _as_batch(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   return out
 
 
+def _rows_of(data) -> tuple[dict | None, Any, int]:
+  """``(arrays, source, number of rows)`` of a dict of arrays or a random-access source."""
+  if isinstance(data, Mapping):
+    if 'image' not in data:
+      raise ValueError(f"data needs an 'image' array; got keys {sorted(data)}.")
+    arrays = {key: np.asarray(value) for key, value in data.items()}
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if len(set(lengths.values())) != 1:
+      raise ValueError(f'all arrays must have the same number of rows; got {lengths}.')
+    return arrays, None, lengths['image']
+  if hasattr(data, '__len__') and hasattr(data, '__getitem__'):
+    return None, data, len(data)
+  raise ValueError(
+    f'data must be a dict of arrays or a random-access source; got {type(data).__name__}.'
+  )
+
+
+def _check_split(
+  n: int, batch_size: int, process_count: int, local_device_count: int, drop_remainder: bool
+) -> None:
+  """Refuses a batch size that the data, the processes or the devices cannot split."""
+  if n < 1 or batch_size > n:
+    raise ValueError(
+      f'batch_size {batch_size} is larger than the dataset ({n} examples); use a batch size '
+      f'of at most {n} or more data.'
+    )
+  if batch_size % process_count:
+    raise ValueError(
+      f'batch_size {batch_size} is not divisible by the number of processes {process_count}; '
+      f'use a multiple of {process_count}.'
+    )
+  if (batch_size // process_count) % local_device_count:
+    raise ValueError(
+      f'the per-process batch {batch_size // process_count} (batch_size {batch_size} / '
+      f'{process_count} processes) is not divisible by the {local_device_count} local devices; '
+      f'use a batch_size that is a multiple of {process_count * local_device_count}.'
+    )
+  remainder = n % batch_size
+  if not drop_remainder and remainder % (process_count * local_device_count):
+    raise ValueError(
+      f'with drop_remainder=False the last batch of each epoch has {remainder} rows '
+      f'({n} examples mod batch_size {batch_size}), which does not split over '
+      f'{process_count} processes x {local_device_count} devices; use drop_remainder=True '
+      'or a batch size that divides the dataset.'
+    )
+
+
 class Batches:
   """An endless, deterministic, resumable iterator over minibatches.
 
@@ -90,22 +137,7 @@ class Batches:
     local_device_count: int = 1,
     start_step: int = 0,
   ):
-    if isinstance(data, Mapping):
-      if 'image' not in data:
-        raise ValueError(f"data needs an 'image' array; got keys {sorted(data)}.")
-      self._arrays = {key: np.asarray(value) for key, value in data.items()}
-      lengths = {key: len(value) for key, value in self._arrays.items()}
-      if len(set(lengths.values())) != 1:
-        raise ValueError(f'all arrays must have the same number of rows; got {lengths}.')
-      self._source = None
-      n = lengths['image']
-    elif hasattr(data, '__len__') and hasattr(data, '__getitem__'):
-      self._arrays, self._source = None, data
-      n = len(data)
-    else:
-      raise ValueError(
-        f'data must be a dict of arrays or a random-access source; got {type(data).__name__}.'
-      )
+    self._arrays, self._source, n = _rows_of(data)
     batch_size = _positive_int('batch_size', batch_size)
     process_count = _positive_int('process_count', process_count)
     local_device_count = _positive_int('local_device_count', local_device_count)
@@ -113,30 +145,8 @@ class Batches:
       raise ValueError(f'seed must be a non-negative integer; got {seed!r}.')
     if not 0 <= process_index < process_count:
       raise ValueError(f'process_index must be in [0, {process_count}); got {process_index}.')
-    if n < 1 or batch_size > n:
-      raise ValueError(
-        f'batch_size {batch_size} is larger than the dataset ({n} examples); use a batch size '
-        f'of at most {n} or more data.'
-      )
-    if batch_size % process_count:
-      raise ValueError(
-        f'batch_size {batch_size} is not divisible by the number of processes {process_count}; '
-        f'use a multiple of {process_count}.'
-      )
-    if (batch_size // process_count) % local_device_count:
-      raise ValueError(
-        f'the per-process batch {batch_size // process_count} (batch_size {batch_size} / '
-        f'{process_count} processes) is not divisible by the {local_device_count} local devices; '
-        f'use a batch_size that is a multiple of {process_count * local_device_count}.'
-      )
+    _check_split(n, batch_size, process_count, local_device_count, drop_remainder)
     remainder = n % batch_size
-    if not drop_remainder and remainder % (process_count * local_device_count):
-      raise ValueError(
-        f'with drop_remainder=False the last batch of each epoch has {remainder} rows '
-        f'({n} examples mod batch_size {batch_size}), which does not split over '
-        f'{process_count} processes x {local_device_count} devices; use drop_remainder=True '
-        'or a batch size that divides the dataset.'
-      )
     self.num_examples = n
     self.batch_size = batch_size
     self.seed = int(seed)

@@ -16,15 +16,11 @@ Where data lives: ``data_dir`` is a tfds data directory (it holds
 For datasets prepared by tfds itself, the tfds default directory
 (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``) is searched as well.
 
-Messages: while writing, tfds' lines about downloading and its progress bars
-are turned off (nothing is downloaded); one INFO log line says what is being
-prepared where.
-
-Concurrency: a dataset is built in a fresh temporary directory inside
-``data_dir`` and moved into place with one ``os.rename``, so readers never see a
-half-written dataset, two processes preparing at once both end with the same
-complete dataset (the slower one discards its copy), and preparing again is a
-no-op.
+While writing, tfds' download messages and progress bars are off (nothing is
+downloaded). A dataset is built in a temporary directory inside ``data_dir`` and
+moved into place with one ``os.rename``, so readers never see it half-written
+and two processes preparing it at once both end with the same complete dataset
+(:func:`write_arrays_dataset`).
 """
 
 from __future__ import annotations

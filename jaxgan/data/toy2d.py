@@ -1,9 +1,8 @@
 """2-D Gaussian mixtures for mode-collapse experiments.
 
-The CoopInit notes (``papers/coopinit.md`` §3) ask for an 8-mode or 25-mode
-mixture and count covered modes, without fixing radii or widths. jaxgan uses
-the settings of the VEEGAN / PacGAN / unrolled-GAN benchmarks that such mode
-counts come from:
+Mode-collapse studies (CoopInit's included) count the covered modes of an
+8-mode or a 25-mode mixture; jaxgan uses the settings of the VEEGAN / PacGAN /
+unrolled-GAN benchmarks that such mode counts come from:
 
 * ``'8ring'``: 8 equally weighted modes on a circle of radius 2, at angles
   ``2 pi k / 8`` (the first at ``(2, 0)``), isotropic std 0.02;

@@ -50,6 +50,13 @@ class SparseState(NamedTuple):
   masks: PyTree
   inner: PyTree
 
+  def constrain_params(self, params: PyTree) -> PyTree:
+    """``params`` with the pruned weights at zero, the constraint this transformation keeps.
+
+    The steps apply it to G's EMA (:func:`jaxgan.steps.constrain_params`).
+    """
+    return apply_masks(params, self.masks)
+
 
 def masked_optimizer(
   inner: optax.GradientTransformation,
