@@ -32,7 +32,13 @@ through the construction of ``delta``.
     'reference'          + mean D score      + mean D score      + mean D score
     'reference_biggan'   - mean relu(1 - D)  - mean relu(1 - D)  + mean D score
 
-* ``'paper'`` (default) is the max-min of the paper's eqs. (3) and (5) in the
+* ``'reference'`` (the default): the official SNGAN code (``functions_adv.py``
+  ``PGD``), which ascends the mean output of the head for every perturbation:
+  D's score goes up on real and fake features and on G's side. With SNGAN's
+  linear head the D-side ``delta`` is ``step_size * sign(w)``, the same for
+  every sample, real or fake. Only the fake-feature term is adversarial to its
+  player. This is what produced the paper's numbers.
+* ``'paper'`` (an option) is the max-min of the paper's eqs. (3) and (5) in the
   paper's own sign convention (D *maximises* ``L_D``, the inner ``min`` over the
   perturbation opposes it; G minimises ``L_G``, the inner ``max`` opposes it):
   every perturbation makes its player's own loss larger. With hinge or logistic
@@ -42,11 +48,6 @@ through the construction of ``delta``.
   ``f_D`` (what one gets by plugging the hinge loss into the printed
   equation): the D-side perturbations lower D's loss (real score up, fake
   score down); G's side as ``'paper'``.
-* ``'reference'``: the official SNGAN code (``functions_adv.py``), which ascends
-  the mean output of the head for every perturbation: D's score goes up on real
-  and fake features and on G's side. With SNGAN's linear head the D-side
-  ``delta`` is ``step_size * sign(w)``, the same for every sample, real or fake.
-  Only the fake-feature term is adversarial to its player.
 * ``'reference_biggan'``: the official BigGAN code (``ProjGAN_adv``), which
   ascends ``-mean relu(1 - D)`` on both D-side features (so samples whose
   score is already >= 1 get ``delta = 0``) and D's mean score on G's side.
@@ -63,8 +64,9 @@ player's whole loss (clean and adversarial, combined). :func:`make_d_regularizer
 ``jaxgan.game.Game``'s ``d_regularizers`` / ``g_regularizers`` entries, so the
 existing steps add it to their clean loss (the ``'sum'`` form) with no change
 to the steps: D's entry receives the inputs D sees (after DiffAugment, as in
-the reference), G's entry recomputes G on un-augmented images, as the
-reference's adversarial G branch does.
+the reference); G's entry recomputes G and shows D its images without
+DiffAugment, as the reference's adversarial G branch does (only the clean
+fakes are augmented).
 
 Costs: each perturbed branch is ``steps`` extra forward+backward passes of the
 player's network (for the attack) plus one forward+backward (for the loss).
@@ -118,8 +120,9 @@ class AdvAugConfig:
 
   ``steps``, ``step_size``, ``norm``, ``eps``, ``random_start`` and ``combine``
   default to the official SNGAN code (``--gamma 0.01 --step 1``, halves of
-  clean and adversarial loss); ``direction`` defaults to the paper's
-  equations (``'reference'`` gives the code's, see the module docstring).
+  clean and adversarial loss) and ``direction='reference'`` (the code's
+  ``PGD``, which ascends D's mean output; ``'paper'`` follows the paper's
+  equations instead, see the module docstring).
 
   Attributes:
     steps: PGD steps (0 turns the attack off: the perturbed branch is clean).
@@ -131,8 +134,8 @@ class AdvAugConfig:
     random_start: start from a uniform point of the ``eps`` ball (needs
       ``eps``) instead of 0 (the reference).
     direction: which objective each perturbation ascends, see the module
-      docstring: ``'paper'``, ``'paper_literal'``, ``'reference'``,
-      ``'reference_biggan'``.
+      docstring: ``'reference'`` (the official code, default), ``'paper'``,
+      ``'paper_literal'``, ``'reference_biggan'``.
     combine: ``'mean'``: ``(clean + adv) / 2`` (reference code); ``'sum'``:
       ``clean + weight * adv`` (paper).
     weight: ``lambda`` of the ``'sum'`` form and of the regularizer entries.
@@ -143,7 +146,7 @@ class AdvAugConfig:
   norm: str = 'linf'
   eps: float | None = None
   random_start: bool = False
-  direction: str = 'paper'
+  direction: str = 'reference'
   combine: str = 'mean'
   weight: float = 1.0
 
@@ -154,7 +157,7 @@ class AdvAugConfig:
     if self.direction not in DIRECTIONS:
       raise ValueError(
         f'AdvAug direction must be one of {DIRECTIONS}, got {self.direction!r}; '
-        "'paper' follows the paper's equations, 'reference' the official SNGAN code."
+        "'reference' is the official SNGAN code (the default), 'paper' the paper's equations."
       )
     if self.combine not in COMBINES:
       raise ValueError(
@@ -427,9 +430,11 @@ def attack_g_feature(
   key: Array,
   cfg: AdvAugConfig,
   g_template: PyTree,
-  adv_input_transform: InputTransform | None = None,
 ) -> PyTree:
   """Perturbation of G's feature (after its first linear layer) for latents ``z``.
+
+  D sees G's images without DiffAugment, as in the reference, whose
+  adversarial G branch augments nothing.
 
   Args:
     g_apply: G's apply function; G calls ``self.perturb`` after its first
@@ -440,25 +445,21 @@ def attack_g_feature(
     d_variables: D's variables (stop-gradient).
     z: latents ``[B, nz]``.
     loss: the GAN loss.
-    key: PRNG key (random start, and the transform's key).
+    key: PRNG key (used by ``random_start`` only).
     cfg: the options.
     g_template: :func:`perturbation_template` of G.
-    adv_input_transform: applied to G's images before D on the perturbed
-      branch (the reference applies none there).
 
   Returns:
     ``delta`` with leaves ``[B, ...]``, without gradient.
   """
   g_frozen = jax.lax.stop_gradient(g_variables)
   d_frozen = jax.lax.stop_gradient(d_variables)
-  k_start, k_aug = jax.random.split(key)
   objective = attack_objective(cfg.direction, 'g', loss)
 
   def obj(delta):
-    images = _perturbed(g_apply, g_frozen, z, delta)
-    return objective(_d_logits(d_apply, d_frozen, _transform(adv_input_transform, images, k_aug)))
+    return objective(_d_logits(d_apply, d_frozen, _perturbed(g_apply, g_frozen, z, delta)))
 
-  return _attack(obj, k_start, g_template, z.shape[0], cfg)
+  return _attack(obj, key, g_template, z.shape[0], cfg)
 
 
 # ----------------------------------------------------------------------------
@@ -501,29 +502,16 @@ def g_adversarial_loss(
   key: Array,
   cfg: AdvAugConfig,
   g_template: PyTree,
-  adv_input_transform: InputTransform | None = None,
 ) -> Array:
   """G's loss on the perturbed feature: ``mean g_fake(D(G2(G1(z) + delta)))``.
 
-  ``delta`` from :func:`attack_g_feature`, held constant; with an
-  ``adv_input_transform`` the loss sees the same transformed view as the
-  attack. Arguments as there.
+  ``delta`` from :func:`attack_g_feature`, held constant; no DiffAugment (the
+  reference's adversarial G branch). Arguments as there.
   """
   delta = attack_g_feature(
-    g_apply,
-    d_apply,
-    g_variables,
-    d_variables,
-    z,
-    loss,
-    key,
-    cfg,
-    g_template,
-    adv_input_transform,
+    g_apply, d_apply, g_variables, d_variables, z, loss, key, cfg, g_template
   )
-  _, k_aug = jax.random.split(key)  # the view the attack saw
   images = _perturbed(g_apply, g_variables, z, delta)
-  images = _transform(adv_input_transform, images, k_aug)
   return loss.g_loss(_d_logits(d_apply, d_variables, images))
 
 
@@ -571,14 +559,13 @@ def advaug_g_loss(
   cfg: AdvAugConfig,
   g_template: PyTree,
   input_transform: InputTransform | None = None,
-  adv_input_transform: InputTransform | None = None,
 ) -> Array:
   """G's whole AdvAug loss: clean and perturbed branches combined per ``cfg``.
 
   The clean branch is ``mean g_fake(D(input_transform(G(z))))`` (DiffAugment
   on G's images, as in the reference); the perturbed branch is
-  :func:`g_adversarial_loss` (no transform unless ``adv_input_transform``).
-  Arguments as in :func:`attack_g_feature`.
+  :func:`g_adversarial_loss`, which sees G's images untransformed (the
+  reference's). Arguments as in :func:`attack_g_feature`.
 
   Returns:
     A scalar.
@@ -588,16 +575,7 @@ def advaug_g_loss(
   images = _transform(input_transform, images, k_clean)
   clean = loss.g_loss(_d_logits(d_apply, d_variables, images))
   adv = g_adversarial_loss(
-    g_apply,
-    d_apply,
-    g_variables,
-    d_variables,
-    z,
-    loss,
-    k_adv,
-    cfg,
-    g_template,
-    adv_input_transform,
+    g_apply, d_apply, g_variables, d_variables, z, loss, k_adv, cfg, g_template
   )
   return combine_losses(clean, adv, cfg)
 
@@ -632,29 +610,20 @@ def make_g_regularizer(
   loss: GANLoss,
   cfg: AdvAugConfig,
   g_template: PyTree,
-  adv_input_transform: InputTransform | None = None,
 ) -> GRegularizer:
   """AdvAug's G term as a ``Game.g_regularizers`` entry.
 
   Returns ``reg(g_variables, d_variables, z, key) -> weight *
-  g_adversarial_loss``, added by the step to G's clean loss. G is run again
-  on ``z`` with the perturbation (the reference recomputes G's first layer for
-  this branch too).
+  g_adversarial_loss``, added by the step to G's clean loss (which the step
+  computes on the DiffAugmented fakes). G is run again on ``z`` with the
+  perturbation (the reference recomputes G's first layer for this branch
+  too), and D sees its images without DiffAugment, as in the reference.
   """
   _check_template(g_template, 'g_template')
 
   def reg(g_variables, d_variables, z, key):
     adv = g_adversarial_loss(
-      g_apply,
-      d_apply,
-      g_variables,
-      d_variables,
-      z,
-      loss,
-      key,
-      cfg,
-      g_template,
-      adv_input_transform,
+      g_apply, d_apply, g_variables, d_variables, z, loss, key, cfg, g_template
     )
     return cfg.weight * adv
 

@@ -65,21 +65,21 @@ fake batch need their own logits function: the steps then pass
 over its batch's labels, and :func:`dat_d_loss` takes ``real_label`` and
 ``fake_label``. The attack is otherwise unchanged.
 
-One-stage training. The one-stage step takes D's and G's gradients from one
-backward pass of D's loss. With DAT that loss is evaluated at
-``G(z) + delta``, with ``delta`` a constant (straight-through). The cotangent
-reaching G (negated, gamma-scaled or recomputed by the ``exact`` rule) is
-therefore the gradient of G's loss at the perturbed fakes: G minimizes
-``mean_i g(D(G(z)_i + delta_i))`` with ``delta`` held fixed, not
-``mean_i g(D(G(z)_i))``. The attack does not depend on G, so no gradient of
-``delta`` reaches G. This is not two-stage DAT, where G's step is unchanged
-and sees clean fakes. In the usual regime,
-``delta_i = clip(grad D(x_hat_i) / B)`` points where G wants to go, so G's
-gradient is read at a point one step of size ``~||grad D|| / B`` ahead. The
-gap to the clean gradient is of order
-``||grad D|| / B * (||Hessian_x D|| + |g''| ||grad D||^2)``. It is exactly 0
-for a D linear in x with a G loss linear in p (hinge, WGAN). It is not
-negligible when ``||grad D||`` is large, which is when DAT acts.
+One-stage training. The one-stage step (:mod:`jaxgan.onestage`) evaluates D's
+loss at the perturbed inputs, ``G(z) + delta`` with ``delta`` a constant, so
+DAT acts on D's gradient only. G's cotangent is taken at the clean (augmented)
+fakes by one more D forward and input backward: G gets exactly the gradient of
+its clean loss ``mean_i g(D(G(z)_i))`` through the D of this iteration, as in
+two-stage DAT, where G's step is unchanged. The attack does not depend on G,
+so no gradient of ``delta`` reaches G either way. Reading G's gradient at the
+perturbed fakes instead (what :func:`dat_d_loss` with ``detach_fake=False``
+gives) would make G minimize ``mean_i g(D(G(z)_i + delta_i))``, a look-ahead
+objective: ``delta_i = clip(grad D(x_hat_i) / B)`` points where G wants to go,
+so that gradient is read one step of size ``~||grad D|| / B`` ahead. Its gap
+to the clean gradient is of order
+``||grad D|| / B * (||Hessian_x D|| + |g''| ||grad D||^2)``: exactly 0 for a D
+linear in x with a G loss linear in p (hinge, WGAN), not negligible when
+``||grad D||`` is large, which is when DAT acts.
 """
 
 from __future__ import annotations
@@ -442,10 +442,11 @@ def dat_d_loss(
     key: PRNG key (used by ``config.random_start``).
     config: the attack (``None``: the reference).
     mix: weight of the clean loss, in ``[0, 1]``.
-    detach_fake: stop the gradient at ``fake`` (two-stage training, the
-      reference). With ``False``, the gradient with respect to ``fake`` is
-      D's loss gradient at the perturbed fakes, with the perturbation held
-      constant (one-stage training; see the module docstring).
+    detach_fake: stop the gradient at ``fake`` (the reference). With
+      ``False``, the gradient with respect to ``fake`` is D's loss gradient
+      at the perturbed fakes, with the perturbation held constant: the
+      look-ahead form of the module docstring, not what jaxgan's one-stage
+      step gives G (G's clean-loss gradient).
     real_label: int labels ``[B]`` of the reals (conditional D only).
     fake_label: int labels ``[B]`` of the fakes (conditional D only).
 

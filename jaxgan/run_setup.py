@@ -450,7 +450,8 @@ def build_game(config: ml_collections.ConfigDict, g_module, d_module, image_shap
     d_template = advaug.perturbation_template(d_module, jnp.zeros((2, *image_shape)))
     g_template = advaug.perturbation_template(g_module, jnp.zeros((2, config.latent_dim)))
     d_regs.append(advaug.make_d_regularizer(d_apply, loss, cfg, d_template))
-    g_regs.append(advaug.make_g_regularizer(g_apply, d_apply, loss, cfg, g_template, transform))
+    # DiffAugment reaches G's clean loss only: the reference's adversarial G branch augments nothing.
+    g_regs.append(advaug.make_g_regularizer(g_apply, d_apply, loss, cfg, g_template))
   ss, im = config.get('ssgan'), config.get('infomax')
   if ss is not None and ss.enabled:  # rotation losses on clean (not DAT-perturbed) images
     rot = selfsup.rotation_apply(d_module)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -11,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import advaug, losses
+from experiments import configs
+from experiments.configs import default
+from jaxgan import advaug, losses, models, run_setup
 from jaxgan.advaug import AdvAugConfig
 from jaxgan.game import make_apply
 
@@ -370,7 +374,7 @@ def branch_logits(s, loss, cfg):
 @pytest.mark.parametrize('loss_name', ['ns', 'hinge', 'lsgan'])
 def test_one_step_increases_each_players_loss_paper(loss_name):
   loss = losses.get_loss(loss_name)
-  cfg = AdvAugConfig(steps=1, step_size=1e-3)
+  cfg = AdvAugConfig(steps=1, step_size=1e-3, direction='paper')
   with jax.enable_x64(True):
     s = setup(SmoothHeadD(), jnp.float64)
 
@@ -563,24 +567,74 @@ def test_diffaugment_placement_on_gs_side():
   cfg = AdvAugConfig(steps=1, step_size=0.01)
   calls = []
 
-  def spy(name):
-    def transform(x, key):
-      calls.append(name)
-      return -x
+  def spy(x, key):
+    calls.append('clean')
+    return -x
 
-    return transform
-
-  traced = jax.jit(
-    lambda **kw: g_whole(s, loss, cfg, **kw),
-    static_argnames=('input_transform', 'adv_input_transform'),
-  )
-  clean_spy, adv_spy = spy('clean'), spy('adv')
-  flipped = traced(input_transform=clean_spy)
+  traced = jax.jit(lambda **kw: g_whole(s, loss, cfg, **kw), static_argnames=('input_transform',))
+  flipped = traced(input_transform=spy)
   assert calls == ['clean']  # the reference: the perturbed branch sees raw images
-  calls.clear()
-  traced(input_transform=clean_spy, adv_input_transform=adv_spy)
-  assert sorted(calls) == ['adv', 'adv', 'clean']  # attack and loss of the perturbed branch
   assert traced() != flipped  # the transform reaches the clean branch
+
+
+def test_training_programs_advaug_leaves_gs_adversarial_branch_unaugmented():
+  """run_setup's G entry is g_adversarial_loss on raw images, though DiffAugment is on."""
+  config = default.get_config()
+  config.model_kwargs.width = 8
+  config.diffaugment = 'color,translation,cutout'
+  config.advaug.enabled = True
+  config.advaug.weight = 0.5
+  g_mod, d_mod = models.get_models(
+    config.model, latent_dim=config.latent_dim, **config.model_kwargs
+  )
+  game = run_setup.build_game(config, g_mod, d_mod, (28, 28, 1))
+  assert game.d_input_transform is not None and len(game.g_regularizers) == 1
+  loss = losses.get_loss(config.loss)
+  z = jax.random.normal(KEY, (4, config.latent_dim))
+  g_vars, d_vars = jax.jit(
+    lambda: tuple(
+      {k: v for k, v in vs.items() if k != 'perturbations'}
+      for vs in (g_mod.init(KEY, z, False), d_mod.init(KEY, jnp.zeros((4, 28, 28, 1)), False))
+    )
+  )()
+  cfg = AdvAugConfig(weight=0.5)  # the config's steps, step_size, norm and direction
+  g_tmpl = advaug.perturbation_template(g_mod, z)
+  key = jax.random.PRNGKey(3)
+
+  @jax.jit
+  def run():
+    got = game.g_regularizers[0](g_vars, d_vars, z, key)
+    want = advaug.g_adversarial_loss(
+      game.g_apply, game.d_apply, g_vars, d_vars, z, loss, key, cfg, g_tmpl
+    )
+    # Control: the same perturbed images, augmented before D, give another loss.
+    delta = advaug.attack_g_feature(
+      game.g_apply, game.d_apply, g_vars, d_vars, z, loss, key, cfg, g_tmpl
+    )
+    images = game.g_apply({**g_vars, 'perturbations': delta}, z, train=True)[0]
+    augmented = game.d_input_transform(images, jax.random.split(key)[1])
+    control = loss.g_loss(game.d_apply(d_vars, augmented, train=True)[0])
+    return got, want, control
+
+  got, want, control = run()
+  np.testing.assert_allclose(got, 0.5 * want, rtol=1e-6)
+  assert abs(float(control) - float(want)) > 1e-3
+
+
+def test_default_direction_is_the_reference_pgd():
+  """The default ascends D's mean score (the authors' PGD): delta = step * sign(w) on a linear head."""
+  assert AdvAugConfig().direction == 'reference'
+  s = setup()
+  loss = losses.get_loss('hinge')
+  dr, df = jax.jit(lambda: d_attack(s, loss, AdvAugConfig()))()
+  w = np.asarray(s['d_vars']['params']['head']['kernel'][:, 0])
+  expected = np.broadcast_to(np.float32(0.01) * np.sign(w), (B, 5))
+  np.testing.assert_array_equal(dr['features'], expected)  # 'paper' would lower the real score
+  np.testing.assert_array_equal(df['features'], expected)
+  for name in sorted(p.stem for p in (Path(configs.__file__).parent).glob('*.py')):
+    module = importlib.import_module(f'experiments.configs.{name}')
+    if hasattr(module, 'get_config'):
+      assert module.get_config().advaug.direction == 'reference', name
 
 
 def test_batchnorm_d_state_is_dropped_and_zero_step_is_clean():

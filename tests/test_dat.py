@@ -346,7 +346,7 @@ def test_no_gradient_into_g_through_the_attack():
     )
     np.testing.assert_array_equal(g_two, jnp.zeros_like(a))
 
-    # One-stage form: the gradient is that of the loss at G(z) + delta, delta constant.
+    # detach_fake=False: the gradient is that of the loss at G(z) + delta, delta constant.
     fake0 = toy_g(a, z)
     real_adv, fake_adv = dat.reference_perturbation(fn, real, fake0)
     delta = fake_adv - fake0

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.stats
 from tiny_models import IMAGE_SHAPE, LATENT_DIM, TinyD, TinyG
 
-from jaxgan import sparse
+from experiments import lottery_mnist
+from jaxgan import models, run_setup, sparse
+from jaxgan.nn import ConvTranspose4x4s2, Project4x4
 from jaxgan.sparse import lottery
+from jaxgan.sparse.masks import leaves_with_paths
 from jaxgan.state import create_state
 
 # Maskable kernels of 4500 + 3500 + 2000 = 10000 = 16 * 5^4 weights, plus dense biases.
@@ -297,3 +305,223 @@ def test_masks_save_and_load(tmp_path):
     lottery.masks_from_arrays({'Conv_9/kernel': arrays['Conv_0/kernel']}, params)
   with pytest.raises(ValueError, match='shape'):
     lottery.masks_from_arrays({'Conv_0/kernel': np.ones((2, 2), bool)}, params)
+
+
+# ----------------------------------------------------------------------------
+# The prunable set (conv and transposed-conv kernels by default)
+# ----------------------------------------------------------------------------
+
+
+class ConvNet(nn.Module):
+  """One layer of each kind: Flax Conv/ConvTranspose, jaxgan's transposed convs, Dense, Embed."""
+
+  @nn.compact
+  def __call__(self, z, y):
+    h = Project4x4(4, name='project')(z)  # a ConvTranspose2d(k4, s1, p0) on a 1x1 input
+    h = ConvTranspose4x4s2(3, name='up')(h) + nn.Embed(5, 3, name='embed')(y)[:, None, None]
+    h = nn.ConvTranspose(3, (3, 3), name='flax_up')(h)
+    h = nn.Conv(2, (3, 3), name='conv')(h)
+    return nn.Dense(1, name='head')(h.reshape(h.shape[0], -1)) + nn.LayerNorm(name='ln')(z)
+
+
+def convnet_params():
+  shapes = jax.eval_shape(
+    lambda: ConvNet().init(jax.random.PRNGKey(0), jnp.zeros((2, 6)), jnp.zeros((2,), jnp.int32))
+  )
+  return shapes['params']
+
+
+def masked_names(masks):
+  return {name for name, m in leaves_with_paths(masks) if m is not None}
+
+
+CONV_KERNELS = {'project/kernel', 'up/kernel', 'flax_up/kernel', 'conv/kernel'}
+
+
+def test_default_prunable_set_is_conv_and_transposed_conv_kernels():
+  params = convnet_params()
+  assert masked_names(lottery.dense_masks(params)) == CONV_KERNELS
+  assert masked_names(lottery.dense_masks(params, layers=('conv', 'dense'))) == CONV_KERNELS | {
+    'head/kernel'
+  }
+  every = lottery.dense_masks(params, layers=('conv', 'dense', 'embed'))
+  assert masked_names(every) == CONV_KERNELS | {'head/kernel', 'embed/embedding'}
+  assert masked_names(lottery.dense_masks(params, exclude=('^up/',))) == CONV_KERNELS - {
+    'up/kernel'
+  }
+  only_head = lottery.dense_masks(params, filter_fn=lambda path, leaf: path == 'head/kernel')
+  assert masked_names(only_head) == {'head/kernel'}
+
+
+def test_dcgan_generators_prune_their_convs_not_the_dense_projection():
+  for size, convs in [
+    (28, {'up1/kernel', 'up2/kernel'}),
+    (32, {'up1/kernel', 'up2/kernel', 'up3/kernel', 'out/kernel'}),
+    (64, {'project/kernel', 'up1/kernel', 'up2/kernel', 'up3/kernel', 'up4/kernel'}),
+  ]:
+    g, _ = models.get_models(f'dcgan{size}', image_shape=(size, size, 1), width=8)
+    params = jax.eval_shape(lambda g=g: g.init(jax.random.PRNGKey(0), jnp.zeros((2, 4)), False))
+    assert masked_names(lottery.dense_masks(params['params'])) == convs, size
+  # The default search leaves G's Dense layer of the test net dense too.
+  tickets = lottery.find_ticket(lambda p, m, r: p, {'g': make_params()}, 1)
+  assert tickets[1].masks['g']['Dense_0']['kernel'] is None
+  assert alive(tickets[1].masks['g']) == ref_alive(4500 + 3500, 1)[1]
+
+
+def test_prunable_set_errors():
+  params = convnet_params()
+  with pytest.raises(ValueError, match="layers must be.*'conv'"):
+    lottery.dense_masks(params, layers='conv')
+  with pytest.raises(ValueError, match='layers must be'):
+    lottery.dense_masks(params, layers=('linear',))
+  with pytest.raises(ValueError, match='not both'):
+    lottery.dense_masks(params, layers=('conv',), filter_fn=lambda p, x: True)
+  dense_only = {'Dense_0': {'kernel': jnp.ones((3, 4))}}
+  with pytest.raises(ValueError, match=r"no prunable leaf.*layers=\('conv', 'dense'\)"):
+    lottery.find_ticket(lambda p, m, r: p, {'g': dense_only}, 1)
+
+
+def test_kernel_density_counts_dense_kernels_as_alive():
+  params = make_params()
+  masks = lottery.imp_round(params, lottery.dense_masks(params))  # 1600 of 8000 conv weights go
+  assert lottery.kernel_density(params, masks) == pytest.approx(1.0 - 1600 / 10000)
+  assert float(sparse.global_density(masks)) == pytest.approx(0.8)
+
+
+# ----------------------------------------------------------------------------
+# How close a round comes to pruning at initialisation
+# ----------------------------------------------------------------------------
+
+
+def lowest(values, k):
+  return set(np.argsort(np.abs(values), kind='stable')[:k].tolist())
+
+
+def test_init_agreement_against_scipy_and_an_argsort():
+  theta0 = make_params(seed=1)
+  masks = lottery.imp_round(make_params(seed=4), lottery.dense_masks(theta0), rate=0.5)
+  rng = np.random.default_rng(0)
+  trained = jax.tree.map(lambda w: w * rng.uniform(0.2, 1.8, w.shape), theta0)  # correlated
+  got = lottery.init_agreement(theta0, trained, masks)
+
+  alive_of = lambda tree: np.concatenate(
+    [np.asarray(tree[k]['kernel'])[np.asarray(masks[k]['kernel'])] for k in ('Conv_0', 'Conv_1')]
+  )
+  a, b = alive_of(theta0), alive_of(trained)
+  assert a.size == 4000
+  want = scipy.stats.spearmanr(np.abs(a), np.abs(b)).statistic
+  assert 0.3 < want < 0.99
+  assert got['spearman'] == pytest.approx(want, abs=1e-12)
+  k = round(0.2 * a.size)
+  assert got['overlap'] == pytest.approx(len(lowest(a, k) & lowest(b, k)) / k)
+  assert 0.2 < got['overlap'] < 1.0
+
+  same = lottery.init_agreement(theta0, theta0, masks)
+  assert same == pytest.approx({'spearman': 1.0, 'overlap': 1.0})
+  # A ranking unrelated to theta0 overlaps about `rate` of the time.
+  other = lottery.init_agreement(theta0, make_params(seed=9), masks)
+  assert abs(other['spearman']) < 0.05 and other['overlap'] == pytest.approx(0.2, abs=0.05)
+
+
+def test_find_ticket_records_each_rounds_agreement():
+  theta0 = make_params(seed=1)
+  trained = [make_params(seed=10 + r) for r in range(2)]
+  train_fn = lambda params, masks, r: {'g': sparse.apply_masks(trained[r], masks['g'])}
+  tickets = lottery.find_ticket(train_fn, {'g': theta0}, 2)
+  assert tickets[0].agreement is None
+  for r in range(2):
+    want = lottery.init_agreement(
+      theta0, sparse.apply_masks(trained[r], tickets[r].masks['g']), tickets[r].masks['g']
+    )
+    assert tickets[r + 1].agreement == {'g': want}
+
+
+# ----------------------------------------------------------------------------
+# The search program (experiments.lottery_mnist), its training faked
+# ----------------------------------------------------------------------------
+
+
+class FakeTraining:
+  """Stands in for train.train_and_evaluate: raw G and EMA are theta0 * mask times random factors."""
+
+  def __init__(self, theta0):
+    self.theta0, self.rounds = theta0, []
+
+  def __call__(self, cfg, workdir):
+    with np.load(cfg.lottery.ticket) as f:
+      masks = lottery.masks_from_arrays(dict(f), self.theta0)
+    rng = np.random.default_rng(len(self.rounds))
+    scaled = lambda: jax.tree.map(lambda w: w * rng.uniform(0.1, 3.0, w.shape), self.theta0)
+    raw, ema = sparse.apply_masks(scaled(), masks), sparse.apply_masks(scaled(), masks)
+    self.rounds.append((masks, raw, ema))
+    return SimpleNamespace(g=SimpleNamespace(params=raw), ema_params=ema)
+
+
+@pytest.fixture
+def fake_search(monkeypatch):
+  cfg = lottery_mnist.base_config(0.1, 8, 2, 0)
+  theta0 = jax.device_get(run_setup.build_run(cfg).init_state(jax.random.PRNGKey(0)).g.params)
+  fake = FakeTraining(theta0)
+  monkeypatch.setattr(lottery_mnist.train, 'train_and_evaluate', fake)
+  return theta0, fake
+
+
+def conv_values(tree, masks):
+  names = sorted(masked_names(masks))
+  by_name = dict(leaves_with_paths(tree))
+  mask_of = dict(leaves_with_paths(masks))
+  return np.concatenate([np.asarray(by_name[n])[np.asarray(mask_of[n])] for n in names])
+
+
+def test_search_prunes_convs_by_the_raw_g_and_logs_the_agreement(fake_search, tmp_path):
+  theta0, fake = fake_search
+  report = lottery_mnist.search(0.1, 2, 2, 0, 8, tmp_path)
+  assert [row['round'] for row in report] == [0, 1, 2]
+  sizes = {name: int(np.prod(w.shape)) for name, w in leaves_with_paths(theta0) if w.ndim >= 2}
+  assert set(sizes) == {'project/kernel', 'up1/kernel', 'up2/kernel'}
+  n_conv = sizes['up1/kernel'] + sizes['up2/kernel']
+  for r in range(2):
+    masks, raw, ema = fake.rounds[r]
+    assert masked_names(masks) == {'up1/kernel', 'up2/kernel'}  # the Dense projection stays dense
+    with np.load(lottery_mnist.ticket_path(tmp_path, r + 1)) as f:
+      got = lottery.masks_from_arrays(dict(f), theta0)
+    # Round r + 1 drops the smallest 20% of the alive conv weights of the RAW trained G.
+    a, w, e = conv_values(theta0, masks), conv_values(raw, masks), conv_values(ema, masks)
+    k = round(0.2 * w.size)
+    assert len(lowest(w, k)) == k and len(lowest(w, k) & lowest(e, k)) < k  # raw != EMA choice
+    kept = conv_values(got, masks)
+    assert set(np.flatnonzero(~kept).tolist()) == lowest(w, k)
+    row = report[r + 1]
+    assert row['spearman_theta0'] == pytest.approx(
+      scipy.stats.spearmanr(np.abs(a), np.abs(w)).statistic, abs=1e-9
+    )
+    assert row['overlap_theta0'] == pytest.approx(len(lowest(a, k) & lowest(w, k)) / k)
+    alive_conv = w.size - k
+    assert row['density'] == pytest.approx(alive_conv / n_conv)
+    total = sum(sizes.values())
+    assert row['g_kernel_density'] == pytest.approx((alive_conv + sizes['project/kernel']) / total)
+  logged = json.loads((tmp_path / 'tickets.json').read_text())
+  assert logged == report
+  # A finished search is reused as it is, agreement included.
+  assert lottery_mnist.search(0.1, 2, 2, 0, 8, tmp_path) == report and len(fake.rounds) == 2
+
+
+def test_search_ema_ranking_and_prunable_set_are_options(fake_search, tmp_path):
+  theta0, fake = fake_search
+  lottery_mnist.search(0.1, 1, 2, 0, 8, tmp_path / 'ema', rank='ema', layers=('conv', 'dense'))
+  masks, _, ema = fake.rounds[0]
+  assert masked_names(masks) == {'project/kernel', 'up1/kernel', 'up2/kernel'}
+  with np.load(lottery_mnist.ticket_path(tmp_path / 'ema', 1)) as f:
+    got = lottery.masks_from_arrays(dict(f), theta0)
+  jax.tree.map(np.testing.assert_array_equal, got, lottery.imp_round(ema, masks))
+
+
+def test_search_refuses_to_resume_other_settings(fake_search, tmp_path):
+  lottery_mnist.search(0.1, 0, 2, 0, 8, tmp_path)
+  with pytest.raises(ValueError, match="'rank': \\('raw', 'ema'\\).*another --workdir"):
+    lottery_mnist.search(0.1, 0, 2, 0, 8, tmp_path, rank='ema')
+  (tmp_path / 'search.json').unlink()  # tickets of a search from before the settings file
+  with pytest.raises(ValueError, match='older search'):
+    lottery_mnist.search(0.1, 0, 2, 0, 8, tmp_path)
+  with pytest.raises(ValueError, match='rank must be'):
+    lottery_mnist.search(0.1, 0, 2, 0, 8, tmp_path / 'x', rank='avg')

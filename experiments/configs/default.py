@@ -46,8 +46,10 @@ def get_config():
   c.dat = ml_collections.ConfigDict(
     dict(enabled=False, steps=1, step_size=1.0, clip=1.0, clamp_real=False)
   )
+  # AdvAug direction: 'reference' (the authors' PGD, ascending D's mean output) or 'paper' (the
+  # paper's equations) and two more, see jaxgan.advaug.
   c.advaug = ml_collections.ConfigDict(
-    dict(enabled=False, steps=1, step_size=0.01, norm='linf', direction='paper', weight=1.0)
+    dict(enabled=False, steps=1, step_size=0.01, norm='linf', direction='reference', weight=1.0)
   )
   c.coopinit = ml_collections.ConfigDict(
     dict(

@@ -26,12 +26,29 @@ divisible by ``5^R``), and within ``0.5 / rate`` weights of it otherwise
 (the per-round errors shrink geometrically). Ties in ``|w|`` are broken by
 position (the later weight goes first), so counts are exact.
 
-**What is pruned** is decided by the masks' filter
-(:func:`jaxgan.sparse.dense_masks`: conv and linear kernels by default). The
-reference prunes only G's convolutions: pass ``exclude`` (regular expressions
-on the leaf path) to keep e.g. G's first linear layer dense, and
-``prune=('g',)`` (the default) to leave D dense and reset it to ``phi0`` every
-round, as the released limited-data code does.
+**What is pruned** (the *prunable set*): by default the convolution and
+transposed-convolution kernels only, as the authors' code (``Conv2d`` and
+``ConvTranspose2d`` weights; G's first linear layer, embeddings, norm params
+and biases are never pruned, and the paper's "remaining weights" count conv
+weights only). A conv kernel is recognised as a 4-D leaf ``[kh, kw, in,
+out]``: Flax ``Conv`` / ``ConvTranspose``, :class:`jaxgan.nn.ConvTranspose4x4s2`,
+:class:`jaxgan.nn.Project4x4` (a ``ConvTranspose2d`` on a 1x1 input) and
+StyleGAN2's modulated-conv ``weight`` all are; a 2-D Dense kernel (e.g. the
+28x28 and 32x32 DCGAN G's ``project``) is not. ``layers`` names the kinds to
+prune (:data:`LAYER_KINDS`: ``'conv'``, ``'dense'``, ``'embed'``; see
+:func:`layer_kind`); ``exclude`` (regular expressions on the leaf path) keeps
+chosen leaves dense, ``filter_fn`` replaces the rule. ``prune=('g',)`` (the
+default) leaves D dense and resets it to ``phi0`` every round, as the released
+limited-data code does.
+
+**Which weights rank the pruning** is the caller's ``train_fn``'s choice; the
+reference ranks the trained raw G that the next round rewinds (SNGAN
+``pruning_generate(gen_net)``, BigGAN likewise); the SNGAN code also prunes its
+EMA copy by the EMA's own magnitudes and hands that mask to Stage II. Each
+round's :attr:`Ticket.agreement` says how close the round came to pruning at
+initialisation (:func:`init_agreement`: the rank correlation of ``|theta0|``
+and the trained ``|w|``, and the overlap of the pruned set with the one
+``|theta0|`` would pick).
 
 Networks are handled by name: :func:`find_ticket` takes ``{'g': theta0, 'd':
 phi0}`` (any names) and prunes those in ``prune``, each with its own global
@@ -55,18 +72,20 @@ from jaxgan.sparse.masks import (
   apply_masks,
   check_masks,
   count_alive,
-  dense_masks,
   global_density,
   is_none,
   layer_counts,
   leaves_with_paths,
 )
+from jaxgan.sparse.masks import dense_masks as all_alive_masks
 from jaxgan.sparse.prune_regrow import SCOPES, prune_by_magnitude
 from jaxgan.state import GANState
 
 PyTree = Any
 Masks = dict[str, PyTree | None]
 ROUNDINGS = ('round', 'floor')
+LAYER_KINDS = ('conv', 'dense', 'embed')
+DEFAULT_LAYERS = ('conv',)
 
 
 class Ticket(NamedTuple):
@@ -75,13 +94,101 @@ class Ticket(NamedTuple):
   Attributes:
     round: number of prunings done (0: all alive).
     masks: ``{network: mask tree}``; ``None`` for a network that is not pruned.
-    density: ``{network: alive fraction of its maskable weights}`` (1.0 for a
+    density: ``{network: alive fraction of its prunable weights}`` (1.0 for a
       network that is not pruned).
+    agreement: ``{network: init_agreement(...)}`` of the pruning that made
+      this ticket, for the pruned networks (``None`` for round 0).
   """
 
   round: int
   masks: Masks
   density: dict[str, float]
+  agreement: dict[str, dict[str, float]] | None = None
+
+
+# ----------------------------------------------------------------------------
+# The prunable set
+# ----------------------------------------------------------------------------
+
+
+def layer_kind(path: str, leaf: Any) -> str | None:
+  """The kind of a param leaf for the prunable set, or ``None`` (never pruned).
+
+  Args:
+    path: the leaf's path, e.g. ``'up1/kernel'``.
+    leaf: the array (or anything with ``.ndim``).
+
+  Returns:
+    ``'conv'`` for a 4-D kernel ``[kh, kw, in, out]`` (convolutions and
+    transposed convolutions), ``'embed'`` for an embedding table (a 2-D leaf
+    named ``embedding``, Flax ``nn.Embed``), ``'dense'`` for any other 2-D
+    leaf (linear kernels), ``None`` for the rest (biases, norm params, 3-D
+    constants).
+  """
+  ndim = getattr(leaf, 'ndim', 0)
+  if ndim == 4:
+    return 'conv'
+  if ndim == 2:
+    return 'embed' if path.rsplit('/', 1)[-1] == 'embedding' else 'dense'
+  return None
+
+
+def _check_layers(layers: Sequence[str]) -> tuple[str, ...]:
+  if isinstance(layers, str) or not layers or any(k not in LAYER_KINDS for k in layers):
+    raise ValueError(
+      f'layers must be a non-empty sequence of {LAYER_KINDS}, got {layers!r}; the reference '
+      "prunes ('conv',), e.g. ('conv', 'dense') also prunes linear layers."
+    )
+  return tuple(layers)
+
+
+def prunable_filter(layers: Sequence[str] = DEFAULT_LAYERS) -> FilterFn:
+  """A ``(path, leaf) -> bool`` filter keeping the leaves whose :func:`layer_kind` is in ``layers``."""
+  kinds = _check_layers(layers)
+  return lambda path, leaf: layer_kind(path, leaf) in kinds
+
+
+def dense_masks(
+  params: PyTree,
+  *,
+  layers: Sequence[str] | None = None,
+  filter_fn: FilterFn | None = None,
+  exclude: Sequence[str] = (),
+) -> PyTree:
+  """All-alive masks over the prunable set of ``params`` (``None`` at the other leaves).
+
+  Unlike :func:`jaxgan.sparse.dense_masks` (DDST's rule: conv and linear
+  kernels), the default keeps only conv kernels, the lottery reference's set.
+
+  Args:
+    params: the params (arrays or ``jax.ShapeDtypeStruct``).
+    layers: kinds of :data:`LAYER_KINDS` to prune (default ``('conv',)``).
+    filter_fn: ``(path, leaf) -> bool`` replacing the ``layers`` rule (give
+      one or the other).
+    exclude: regular expressions; a leaf whose path matches any stays dense.
+  """
+  if filter_fn is not None and layers is not None:
+    raise ValueError('give layers or filter_fn, not both (filter_fn replaces the layers rule).')
+  if filter_fn is None:
+    filter_fn = prunable_filter(DEFAULT_LAYERS if layers is None else layers)
+  return all_alive_masks(params, filter_fn=filter_fn, exclude=exclude)
+
+
+def kernel_density(params: PyTree, masks: PyTree) -> float:
+  """Alive fraction of all kernels of ``params`` (every leaf of ``ndim >= 2``).
+
+  Kernels outside the prunable set count as alive, so this is what a reader
+  of "x % of G's weights" expects, next to :func:`global_density` (the
+  prunable set only).
+  """
+  check_masks(params, masks, where='kernel_density')
+  total = alive = 0
+  for m, p in zip(jax.tree.leaves(masks, is_leaf=is_none), jax.tree.leaves(params)):
+    if p.ndim < 2 and m is None:
+      continue
+    total += math.prod(p.shape)
+    alive += math.prod(p.shape) if m is None else int(np.sum(np.asarray(m)))
+  return alive / total if total else 1.0
 
 
 # ----------------------------------------------------------------------------
@@ -150,6 +257,61 @@ def imp_round(
     alive = [int(c) for c in jax.tree.leaves(layer_counts(masks))]
     k = [prune_count(a, rate, rounding) for a in alive]
   return _prune(params, masks, k, scope=scope)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+  """Ranks ``1..n`` of ``x``, ties sharing their average rank."""
+  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+  upper = np.cumsum(counts)
+  return (upper - 0.5 * (counts - 1))[inverse]
+
+
+def _alive_values(tree: PyTree, masks: PyTree) -> np.ndarray:
+  """The entries of ``tree`` (params or a mask tree) at the alive weights, flattened."""
+  pairs = zip(jax.tree.leaves(masks, is_leaf=is_none), jax.tree.leaves(tree, is_leaf=is_none))
+  parts = [np.asarray(p)[np.asarray(m)] for m, p in pairs if m is not None]
+  return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def init_agreement(
+  initial: PyTree,
+  trained: PyTree,
+  masks: PyTree,
+  *,
+  rate: float = 0.2,
+  scope: str = 'global',
+  rounding: str = 'round',
+) -> dict[str, float]:
+  """How close one IMP round comes to pruning at initialisation.
+
+  Args:
+    initial: the weights the round started from (``theta0``).
+    trained: the weights the round ranks (the trained G).
+    masks: the round's masks before pruning; only their alive weights count.
+    rate, scope, rounding: the round's pruning (:func:`imp_round`).
+
+  Returns:
+    ``{'spearman': ..., 'overlap': ...}``: Spearman's rank correlation of
+    ``|initial|`` and ``|trained|`` over the alive prunable weights (ties
+    share their average rank; ``nan`` if either is constant), and the
+    fraction of the weights this round prunes by ``|trained|`` that
+    :func:`imp_round` on ``|initial|`` would prune too (``nan`` if the round
+    prunes none). A ranking unrelated to ``|initial|`` gives an overlap of
+    about ``rate``; 1.0 is pruning at initialisation.
+  """
+  check_masks(initial, masks, where='init_agreement initial')
+  check_masks(trained, masks, where='init_agreement trained')
+  a = _average_ranks(np.abs(_alive_values(initial, masks)))
+  b = _average_ranks(np.abs(_alive_values(trained, masks)))
+  spearman = float('nan')
+  if a.size > 1 and np.ptp(a) > 0 and np.ptp(b) > 0:
+    spearman = float(np.corrcoef(a, b)[0, 1])
+  by_trained = imp_round(trained, masks, rate=rate, scope=scope, rounding=rounding)
+  by_initial = imp_round(initial, masks, rate=rate, scope=scope, rounding=rounding)
+  pruned = ~_alive_values(by_trained, masks)
+  both = pruned & ~_alive_values(by_initial, masks)
+  n = int(pruned.sum())
+  return {'spearman': spearman, 'overlap': int(both.sum()) / n if n else float('nan')}
 
 
 def rewind(initial_params: PyTree, masks: PyTree | None) -> PyTree:
@@ -224,9 +386,9 @@ def rewind_state(
 # ----------------------------------------------------------------------------
 
 
-def _ticket(r: int, masks: Masks) -> Ticket:
+def _ticket(r: int, masks: Masks, agreement: dict[str, dict[str, float]] | None = None) -> Ticket:
   density = {name: 1.0 if m is None else float(global_density(m)) for name, m in masks.items()}
-  return Ticket(round=r, masks=dict(masks), density=density)
+  return Ticket(round=r, masks=dict(masks), density=density, agreement=agreement)
 
 
 def find_ticket(
@@ -240,6 +402,7 @@ def find_ticket(
   rounding: str = 'round',
   rewind_params: Mapping[str, PyTree] | None = None,
   init_masks: Mapping[str, PyTree | None] | None = None,
+  layers: Sequence[str] | None = None,
   filter_fn: FilterFn | None = None,
   exclude: Sequence[str] = (),
   on_round: Callable[[Ticket, Mapping[str, PyTree]], None] | None = None,
@@ -256,8 +419,8 @@ def find_ticket(
       both dicts by network name. It builds a fresh optimizer (and EMA) each
       round (see :func:`rewind_state`), trains with the masks fixed on the
       same limited data, and returns the params whose magnitudes decide the
-      pruning (the raw or the EMA generator: the caller's choice; the SNGAN
-      reference uses the EMA's).
+      pruning: the trained raw generator in the reference (the EMA's is the
+      caller's other choice).
     init_params: ``{name: theta0}`` of every network (e.g. ``{'g': ...,
       'd': ...}``).
     rounds: number of train-then-prune rounds (``R``; the last mask has
@@ -270,12 +433,16 @@ def find_ticket(
     rewind_params: the weights to rewind to (default ``init_params``; a
       step-``k`` copy for late rewinding).
     init_masks: starting masks per pruned network (default all alive over
-      the maskable leaves chosen by ``filter_fn`` / ``exclude``).
-    filter_fn, exclude: which leaves are prunable (see
-      :func:`jaxgan.sparse.maskable_tree`); e.g. ``exclude=('Dense_0',)``
-      keeps G's first linear layer dense as the reference does.
-    on_round: called after each pruning with the new :class:`Ticket` and the
-      trained params of that round (e.g. to save both).
+      the prunable set, :func:`dense_masks` with ``layers`` / ``filter_fn`` /
+      ``exclude``).
+    layers: kinds of :data:`LAYER_KINDS` to prune (default ``('conv',)``, the
+      reference: conv and transposed-conv kernels); e.g. ``('conv',
+      'dense')`` also prunes linear layers.
+    filter_fn: ``(path, leaf) -> bool`` replacing the ``layers`` rule.
+    exclude: regular expressions on leaf paths that stay dense.
+    on_round: called after each pruning with the new :class:`Ticket` (its
+      ``agreement`` compares the round's ranking with ``|rewind_params|``)
+      and the trained params of that round (e.g. to save both).
 
   Returns:
     ``rounds + 1`` tickets; ``tickets[r].masks`` has been pruned ``r`` times.
@@ -304,23 +471,29 @@ def find_ticket(
       check_masks(init_params[name], init_masks[name], where=f'find_ticket init_masks[{name!r}]')
       masks[name] = init_masks[name]
     else:
-      masks[name] = dense_masks(init_params[name], filter_fn=filter_fn, exclude=exclude)
+      masks[name] = dense_masks(
+        init_params[name], layers=layers, filter_fn=filter_fn, exclude=exclude
+      )
       if not jax.tree.leaves(masks[name]):
         raise ValueError(
-          f'network {name!r} has no prunable leaf (filter_fn/exclude left every leaf dense).'
+          f'network {name!r} has no prunable leaf (layers/filter_fn/exclude left every leaf '
+          "dense); a network without convolutions needs layers=('conv', 'dense')."
         )
 
   tickets = [_ticket(0, masks)]
   for r in range(rounds):
     params = {name: rewind(rewind_params[name], masks[name]) for name in names}
     trained = train_fn(params, dict(masks), r)
-    masks = {
-      name: None
-      if m is None
-      else imp_round(trained[name], m, rate=rate, scope=scope, rounding=rounding)
+    how = dict(rate=rate, scope=scope, rounding=rounding)
+    agreement = {
+      name: init_agreement(rewind_params[name], trained[name], m, **how)
       for name, m in masks.items()
+      if m is not None
     }
-    tickets.append(_ticket(r + 1, masks))
+    masks = {
+      name: None if m is None else imp_round(trained[name], m, **how) for name, m in masks.items()
+    }
+    tickets.append(_ticket(r + 1, masks, agreement))
     if on_round is not None:
       on_round(tickets[-1], trained)
   return tickets
