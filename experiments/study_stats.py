@@ -79,6 +79,21 @@ def welch_interval(technique, reference, confidence: float = 0.95) -> Interval:
   return Interval(diff, diff - half, diff + half, float(df), confidence)
 
 
+def mean_interval(values, confidence: float = 0.95) -> Interval:
+  """Student's t ``confidence`` interval of the mean of ``values`` ``[n]``, ``n >= 2``
+  (``difference`` holds the mean)."""
+  v = np.asarray(values, np.float64)
+  if v.ndim != 1 or v.size < 2:
+    raise ValueError(f'mean_interval needs at least 2 values; got shape {v.shape}.')
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f'confidence must lie in (0, 1); got {confidence}.')
+  se = v.std(ddof=1) / math.sqrt(v.size)
+  half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1)) * se
+  return Interval(
+    float(v.mean()), float(v.mean() - half), float(v.mean() + half), v.size - 1.0, confidence
+  )
+
+
 def verdict(interval: Interval, *, lower_is_better: bool, margin: float = 0.0) -> str:
   """The claim's verdict from the interval of ``technique - reference`` (module docstring).
 

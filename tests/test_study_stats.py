@@ -75,3 +75,13 @@ def test_mean_std_and_relative_spread():
   assert ss.relative_spread([10.0, 10.4, 10.5]) == pytest.approx(0.05)
   with pytest.raises(ValueError):
     ss.relative_spread([0.0, 1.0])
+
+
+def test_mean_interval_matches_scipy():
+  v = [18.0, 21.0, 15.0, 19.0, 17.0]
+  iv = ss.mean_interval(v)
+  ref = stats.ttest_1samp(v, 0.0).confidence_interval(0.95)
+  np.testing.assert_allclose([iv.low, iv.high], [ref.low, ref.high], rtol=1e-12)
+  assert iv.difference == pytest.approx(18.0) and iv.df == 4
+  with pytest.raises(ValueError, match='at least 2'):
+    ss.mean_interval([1.0])
