@@ -98,7 +98,7 @@ FULL = Scale(
   name='full',
   seeds=5,
   mnist=MnistSetting(
-    width=32, batch=64, steps=5000, eval_every=500, lr_g=2e-4, lr_d=2e-4, ema=0.999
+    width=32, batch=32, steps=6000, eval_every=500, lr_g=5e-4, lr_d=5e-4, ema=0.999
   ),
   lottery_fraction=0.1,
   lottery_rounds=2,
