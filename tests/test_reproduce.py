@@ -96,3 +96,14 @@ def test_quick_reproduce_runs_every_study(tmp_path):
   sections = reproduce.main(['--quick', '--root', str(tmp_path)])
   assert len(sections) == len(reproduce.STUDIES)
   assert (tmp_path / 'docs' / 'RESULTS.md').exists()
+
+
+def test_quickstart_trains_the_calibrated_study_setting():
+  from experiments.configs import quickstart
+
+  q, s = quickstart.get_config(), reproduce.mnist_config(reproduce.FULL.mnist, 0)
+  for key in ('batch_size', 'num_steps', 'ema_decay', 'loss', 'trainer', 'model', 'latent_dim'):
+    assert q[key] == s[key], key
+  assert q.model_kwargs.to_dict() == s.model_kwargs.to_dict()
+  assert q.g_optimizer.to_dict() == s.g_optimizer.to_dict()
+  assert q.d_optimizer.to_dict() == s.d_optimizer.to_dict()
