@@ -165,6 +165,7 @@ class Context:
   command: str
   floor: float
   timing: dict | None  # docs/results/timing.json from an idle machine, if any
+  baseline: str = '-'  # the study baseline's state, for the page's summary table
 
   def fig(self, name: str) -> tuple[Path, str]:
     return self.figdir / name, f'results/{name}'
@@ -238,7 +239,9 @@ def mnist_arm_table(runs: dict[str, list[dict]], planned: int) -> list[str]:
 
 
 def mnist_body(ctx: Context, runs: dict[str, list[dict]], baseline: str, stem: str) -> tuple:
-  """Arm table, baseline paragraph and the FID-curve / samples figures of an MNIST study."""
+  """Arm table, baseline paragraph and the FID-curve / samples figures of an MNIST study
+  (``ctx`` records the baseline's state for the page's summary)."""
+  ctx.baseline = study_page.baseline_status(runs[baseline], ctx.floor)
   curve_path, curve_ref = ctx.fig(f'{stem}_fid_curves.png')
   figures = [curve_ref] if study_page.plot_curves(curve_path, runs, floor=ctx.floor) else []
   strip_path, strip_ref = ctx.fig(f'{stem}_samples.png')
@@ -1037,12 +1040,17 @@ def write_page(out: Path, sections: list[Section], scale: Scale, floor_info: dic
       '`python -m experiments.reproduce --no-train`.'
     ),
     '',
-    '| study | claim | verdict |',
-    '|---|---|---|',
+    '| study | claim | interval (95%, Welch) | verdict | baseline: final FID (floor), curve, '
+    'legible |',
+    '|---|---|---|---|---|',
   ]
   for sec in sections:
     for c in sec.claims:
-      lines.append(f'| {sec.title} | {c.text} | {c.verdict()} |')
+      iv = c.interval()
+      lines.append(
+        f'| {sec.title} | {c.text} | {"-" if iv is None else iv} | {c.verdict()} | '
+        f'{sec.data.get("baseline", "-")} |'
+      )
   lines.append('')
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text('\n'.join(lines) + '\n' + '\n'.join(s.markdown() for s in sections))
@@ -1051,7 +1059,7 @@ def write_page(out: Path, sections: list[Section], scale: Scale, floor_info: dic
   )
 
 
-def write_status(path: Path, store: Store, names: list[str], quick: bool):
+def write_status(path: Path, store: Store, quick: bool):
   done: dict[tuple[str, str], list[int]] = {}
   missing: dict[tuple[str, str], list[int]] = {}
   for study, arm, seed in store.done:
@@ -1064,10 +1072,15 @@ def write_status(path: Path, store: Store, names: list[str], quick: bool):
     f'Written by `python -m experiments.reproduce` on {time.strftime("%Y-%m-%d %H:%M")}. '
     'Results of finished runs are in `docs/results/runs/<study>/<arm>/seed<k>/`.',
     '',
-    'To continue (trains only the missing runs, one at a time, commits each, rewrites the page):',
+    'To continue (trains only the missing runs, one at a time, in the order of the studies '
+    'below, commits each, rewrites the page and this file):',
     '',
-    '    nice -n 10 python -m experiments.reproduce --commit'
-    + (f' --only {",".join(names)}' if names != list(STUDIES) else ''),
+    '    nice -n 10 python -m experiments.reproduce --commit',
+    '',
+    f'(`--only NAME,...` restricts the training to some of {", ".join(STUDIES)}; an interrupted '
+    'run resumes from its checkpoint in `runs/studies/`.) Then, on an idle machine: '
+    '`python -m experiments.bench_loop --out docs/results/timing.json && python -m '
+    'experiments.reproduce --no-train`.',
     '',
     '| study dir | arm | seeds done | seeds missing |',
     '|---|---|---|---|',
@@ -1119,10 +1132,11 @@ def main(argv=None) -> list[Section]:
     view = dataclasses.replace(store, train=store.train and name in names)
     ctx = Context(scale, view, figdir, cmd, floor, timing)
     sections.append(STUDIES[name](ctx))
+    sections[-1].data['baseline'] = ctx.baseline
     print(f'[{name}] page section ready after {time.perf_counter() - t0:.0f} s', flush=True)
   floor_info = json.loads(floor_path.read_text())
   write_page(docs / 'RESULTS.md', sections, scale, floor_info, timing)
-  write_status(docs / 'results' / 'STATUS.md', store, names, args.quick)
+  write_status(docs / 'results' / 'STATUS.md', store, args.quick)
   print(f'wrote {docs / "RESULTS.md"} in {time.perf_counter() - t0:.0f} s')
   return sections
 

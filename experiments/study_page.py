@@ -162,6 +162,20 @@ def baseline_summary(rs: list[dict], floor: float, name: str) -> str:
   )
 
 
+def baseline_status(rs: list[dict], floor: float) -> str:
+  """One cell: ``FID m (floor f), flat / still moving, legible p%``."""
+  if not rs:
+    return 'no runs yet'
+  conv = convergence(rs)
+  legible = [r['legible_fraction'] for r in rs if 'legible_fraction' in r]
+  parts = [f'{np.mean(values(rs, final("fid"))):.1f} ({floor:.2f})']
+  if conv['spreads']:
+    parts.append('flat' if conv['converged'] else f'moving ({max(conv["spreads"]):.0%})')
+  if legible:
+    parts.append(f'{100 * np.mean(legible):.0f}% legible')
+  return ', '.join(parts)
+
+
 def plot_curves(
   path: Path,
   runs: dict[str, list[dict]],

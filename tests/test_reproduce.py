@@ -50,6 +50,8 @@ def test_claims_and_convergence_from_stored_curves(tmp_path):
   assert not study_page.convergence(moving)['converged']
   text = study_page.baseline_summary(flat, 1.87, 'two-stage')
   assert 'floor 1.87' in text and 'finished learning' in text and 'meets the 90%' in text
+  assert study_page.baseline_status(flat, 1.87) == '11.1 (1.87), flat, 95% legible'
+  assert study_page.baseline_status(moving, 1.87).startswith('13.0 (1.87), moving (')
   runs = {'tech': moving, 'ref': flat}
   claim = reproduce.fid_claim('equal', runs, 'tech', 'ref')
   iv = study_stats.welch_interval([12.0, 13.0, 14.0], [10.1, 11.1, 12.1])
@@ -85,9 +87,9 @@ def test_toy_study_section_page_and_status(tmp_path):
   assert '**1.87**' in page and 'CoopInit covers more modes' in page and 'No timing' in page
   status = tmp_path / 'STATUS.md'
   s.missing.append(('dat', 'DAT', 0))
-  reproduce.write_status(status, s, ['dat'], quick=False)
+  reproduce.write_status(status, s, quick=False)
   table = status.read_text()
-  assert '--commit --only dat' in table and '| dat | DAT | - | 0 |' in table
+  assert 'reproduce --commit' in table and '| dat | DAT | - | 0 |' in table
   assert '| coopinit_grid | GAN | 0, 1 | - |' in table
 
 
