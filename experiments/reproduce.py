@@ -16,9 +16,10 @@ the page (and ``docs/results/STATUS.md``, the list of done and missing runs) fro
 stored; ``--commit`` commits every finished run on its own. ``--quick`` checks the pipeline
 with 2 seeds of tiny runs under ``runs/reproduce_quick/`` (its numbers mean nothing).
 
-Studies (``--only``), in the order the issue ranks their claims: ``onestage``, ``dat``,
-``lottery``, ``sparse``, ``coopinit_grid``, ``coopinit_stacked``, ``dfad``, ``translation``,
-then ``ssgan`` and ``conditional``. Wall-clock columns come only from
+Studies (``--only``), trained in the order the issue ranks their claims: ``onestage``,
+``dat``, ``lottery``, ``sparse``, ``coopinit_grid``, ``coopinit_stacked``, ``dfad``,
+``translation``, then ``ssgan``, ``conditional`` and the remaining candidates of
+``calibration`` (the page shows the calibration first). Wall-clock columns come only from
 ``python -m experiments.bench_loop`` on an otherwise idle machine
 (``docs/results/timing.json``); without that file the page leaves them out.
 """
@@ -1025,6 +1026,9 @@ STUDIES: dict[str, Callable[[Context], Section]] = {
   'conditional': study_conditional,
 }
 
+# Missing runs train in this order: the claims as the issue ranks them, the calibration's
+# remaining candidates last.
+TRAIN_ORDER = [name for name in STUDIES if name != 'calibration'] + ['calibration']
 
 # ----------------------------------------------------------------------------
 # Page and status
@@ -1148,15 +1152,16 @@ def main(argv=None) -> list[Section]:
     timing = None
   figdir = docs / 'results'
   t0 = time.perf_counter()
-  sections = []
-  for name in STUDIES:
+  built: dict[str, Section] = {}
+  for name in TRAIN_ORDER:
     cmd = f'python -m experiments.reproduce{" --quick" if args.quick else ""} --only {name}'
     # Every study is on the page; only those in --only may train.
     view = dataclasses.replace(store, train=store.train and name in names)
     ctx = Context(scale, view, figdir, cmd, floor, timing)
-    sections.append(STUDIES[name](ctx))
-    sections[-1].data['baseline'] = ctx.baseline
+    built[name] = STUDIES[name](ctx)
+    built[name].data['baseline'] = ctx.baseline
     print(f'[{name}] page section ready after {time.perf_counter() - t0:.0f} s', flush=True)
+  sections = [built[name] for name in STUDIES]
   floor_info = json.loads(floor_path.read_text())
   write_page(docs / 'RESULTS.md', sections, scale, floor_info, timing)
   write_status(docs / 'results' / 'STATUS.md', store, args.quick)
