@@ -1058,6 +1058,15 @@ def write_page(out: Path, sections: list[Section], scale: Scale, floor_info: dic
     'of them are legible (classifier confidence >= 0.9), the criterion every baseline must meet '
     'at 90%.',
     '',
+    "**What this scale can and cannot show.** The studies test each paper's *relative* "
+    'claim (a technique against the same setting without it) on 28x28 MNIST digits with small '
+    "networks, a few thousand iterations and 2 CPU cores. They cannot show the papers' "
+    'absolute numbers (FID on CIFAR, CelebA or ImageNet, 64x64 and larger models, GPU '
+    'speed-ups, sweeps over sparsities and data fractions). A verdict holds for the setting '
+    'stated in its section; *inconclusive* means that 5 seeds cannot separate the arms at the '
+    "stated margin. The summary names each study's baseline state; a verdict over a baseline "
+    'that is still moving or not legible says less than one over a finished, legible one.',
+    '',
     '**Timing.** '
     + (
       f'From `python -m experiments.bench_loop` ({timing["machine"]}; {timing["note"]}).'
