@@ -401,8 +401,10 @@ def study_onestage(ctx: Context) -> Section:
     ctx.command,
     f'{s.describe()}. Both arms use the same GroupNorm D and the same learning rates: '
     'asymmetric one-stage training needs a D without batch coupling, so every MNIST arm on '
-    'this page uses that D. One-stage: one pass updates G and D from the same batch (per-sample '
-    'gradient scaling, `jaxgan.onestage`). ' + MNIST_PROTOCOL,
+    "this page uses that D. The paper's one-stage configs lower D's learning rate (osgan.md "
+    '§3); here both arms keep the calibrated rates, so that only the update rule differs. '
+    'One-stage: one pass updates G and D from the same batch (per-sample gradient scaling, '
+    '`jaxgan.onestage`). ' + MNIST_PROTOCOL,
     body,
     claims,
     "equal FID at equal iterations, at this width and length, on 28x28 digits. The paper's "
