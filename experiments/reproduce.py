@@ -577,7 +577,7 @@ def study_sparse(ctx: Context) -> Section:
   s = ctx.scale.mnist
   scale = s.steps / REFERENCE_STEPS
   g_every = max(round(500 * scale), 1)
-  d_every = max(round(1000 * scale), 1)
+  d_every = max(round(1000 * scale), 10)  # the reference's br_freq <= d_control_every // 10
   br_freq = max(d_every // 10, 1)
 
   def make(variant, density):
