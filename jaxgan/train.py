@@ -100,7 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   step_fn = run.compiled_step(mesh)
 
   def save(step: int, state: GANState) -> None:
-    if not _all_finite(state):
+    if not _all_finite((state.g, state.d, state.ema_params)):  # extra may hold NaN sentinels
       raise DivergenceError(
         f'parameters are not finite at step {step}; the last good checkpoint in {workdir} is '
         'kept. Lower the learning rates, or set config.skip_nonfinite_updates=True.'
