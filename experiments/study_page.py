@@ -122,15 +122,19 @@ def curve(result: dict, key: str = 'fid') -> tuple[np.ndarray, np.ndarray]:
 
 
 def convergence(rs: list[dict], key: str = 'fid') -> dict:
-  """Per-seed relative spread of the last three evaluations, and whether all are <= 5%."""
-  spreads = []
-  for r in rs:
-    _, v = curve(r, key)
-    if len(v) >= 3:
-      spreads.append(study_stats.relative_spread(v[-3:]))
+  """Relative spread of the last three evaluations of the seed-mean curve (the arm's curve,
+  which decides ``converged``: <= 5%) and of each seed's own curve."""
+  curves = [curve(r, key)[1] for r in rs]
+  curves = [c for c in curves if len(c) >= 3]
+  spreads = [study_stats.relative_spread(c[-3:]) for c in curves]
+  mean_spread = None
+  if curves:
+    n = min(len(c) for c in curves)
+    mean_spread = study_stats.relative_spread(np.mean([c[:n] for c in curves], axis=0)[-3:])
   return {
     'spreads': spreads,
-    'converged': bool(spreads) and max(spreads) <= CONVERGED_SPREAD,
+    'mean_spread': mean_spread,
+    'converged': mean_spread is not None and mean_spread <= CONVERGED_SPREAD,
   }
 
 
@@ -142,9 +146,10 @@ def baseline_summary(rs: list[dict], floor: float, name: str) -> str:
   fid = fmt_mean_std(values(rs, final('fid')))
   legible = [r['legible_fraction'] for r in rs if 'legible_fraction' in r]
   spread = (
-    f'largest spread of the last three evaluations over seeds {max(conv["spreads"]):.1%} '
-    f'({"within" if conv["converged"] else "NOT within"} 5%: '
-    f'{"finished learning" if conv["converged"] else "still moving"})'
+    f'the last three evaluations of its seed-mean FID curve lie within '
+    f'{conv["mean_spread"]:.1%} of one another ({"within" if conv["converged"] else "NOT within"}'
+    f' 5%: {"finished learning" if conv["converged"] else "still moving"}; single seeds: up to '
+    f'{max(conv["spreads"]):.1%})'
     if conv['spreads']
     else 'fewer than three evaluations'
   )
@@ -170,7 +175,11 @@ def baseline_status(rs: list[dict], floor: float) -> str:
   legible = [r['legible_fraction'] for r in rs if 'legible_fraction' in r]
   parts = [f'{np.mean(values(rs, final("fid"))):.1f} ({floor:.2f})']
   if conv['spreads']:
-    parts.append('flat' if conv['converged'] else f'moving ({max(conv["spreads"]):.0%})')
+    parts.append(
+      f'flat ({conv["mean_spread"]:.1%})'
+      if conv['converged']
+      else f'moving ({conv["mean_spread"]:.1%})'
+    )
   if legible:
     parts.append(f'{100 * np.mean(legible):.0f}% legible')
   return ', '.join(parts)

@@ -50,7 +50,7 @@ def test_claims_and_convergence_from_stored_curves(tmp_path):
   assert not study_page.convergence(moving)['converged']
   text = study_page.baseline_summary(flat, 1.87, 'two-stage')
   assert 'floor 1.87' in text and 'finished learning' in text and 'meets the 90%' in text
-  assert study_page.baseline_status(flat, 1.87) == '11.1 (1.87), flat, 95% legible'
+  assert study_page.baseline_status(flat, 1.87) == '11.1 (1.87), flat (1.8%), 95% legible'
   assert study_page.baseline_status(moving, 1.87).startswith('13.0 (1.87), moving (')
   runs = {'tech': moving, 'ref': flat}
   claim = reproduce.fid_claim('equal', runs, 'tech', 'ref')
