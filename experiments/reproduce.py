@@ -210,10 +210,11 @@ def baseline_arm(ctx: Context) -> tuple[str, Callable, str]:
   return 'mnist_baseline', make, 'two-stage'
 
 
-def grad_norm_late(result: dict, key: str = 'lipschitz/real_mean') -> float:
-  """Mean of D's logged input-gradient norm over the second half of a run."""
+def grad_norm_late(result: dict, key: str = 'lipschitz/real_mean') -> float | None:
+  """Mean of D's logged input-gradient norm over the second half of a run (``None`` when
+  the run did not log it)."""
   rows = [m[key] for m in study_runs.metrics(result) if key in m]
-  return float(np.mean(rows[len(rows) // 2 :]))
+  return float(np.mean(rows[len(rows) // 2 :])) if rows else None
 
 
 FID = study_page.final('fid')

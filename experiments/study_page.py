@@ -111,8 +111,9 @@ def final(key: str) -> Callable[[dict], float]:
   return lambda r: float(r['final'][key])
 
 
-def values(rs: list[dict], fn: Callable[[dict], float]) -> list[float]:
-  return [fn(r) for r in rs]
+def values(rs: list[dict], fn: Callable[[dict], float | None]) -> list[float]:
+  """``fn`` of every run, leaving out runs without the value (``None``)."""
+  return [v for v in map(fn, rs) if v is not None]
 
 
 def curve(result: dict, key: str = 'fid') -> tuple[np.ndarray, np.ndarray]:
