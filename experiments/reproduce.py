@@ -727,7 +727,7 @@ def study_coopinit_grid(ctx: Context) -> Section:
 
 def study_coopinit_stacked(ctx: Context) -> Section:
   s = ctx.scale.mnist
-  t_init = s.steps // 10
+  t_init = max(s.steps // 10, 1)
 
   def make(coop):
     def cfg(seed):

@@ -11,8 +11,9 @@ claim: with ``worse`` the amount by which the technique is worse than the refere
 * ``not reproduced``: it excludes "equal or better" (every value has ``worse > m``);
 * ``inconclusive``: otherwise.
 
-"Better" claims use ``m = 0``; "equal" and "at most" claims use an equivalence margin
-that the study states.
+"Better" claims use ``m = 0``, and then a tie is not "better": the interval must lie
+strictly below 0 worse. "Equal" and "at most" claims use an equivalence margin that the
+study states.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def verdict(interval: Interval, *, lower_is_better: bool, margin: float = 0.0) -
   if margin < 0:
     raise ValueError(f'margin must be >= 0; got {margin}.')
   lo, hi = (interval.low, interval.high) if lower_is_better else (-interval.high, -interval.low)
-  if hi <= margin:
+  if hi < margin or (margin > 0 and hi == margin):  # a "better" claim (margin 0) needs hi < 0
     return REPRODUCED
   if lo > margin:
     return NOT_REPRODUCED

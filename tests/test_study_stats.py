@@ -57,6 +57,9 @@ def test_welch_interval_of_constant_arms_is_a_point_and_bad_inputs_are_refused()
     (-3.0, -1.0, False, 0.0, ss.NOT_REPRODUCED),
     (-0.5, 0.5, False, 1.0, ss.REPRODUCED),  # accuracy within 1 point
     (-2.0, 0.5, False, 1.0, ss.INCONCLUSIVE),
+    (0.0, 0.0, False, 0.0, ss.INCONCLUSIVE),  # a tie is not "more modes"
+    (-1.0, 0.0, True, 0.0, ss.INCONCLUSIVE),
+    (0.0, 0.0, True, 0.5, ss.REPRODUCED),  # a tie is "at most"
   ],
 )
 def test_verdict(low, high, lower_is_better, margin, expected):
