@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 from experiments.configs import default
@@ -91,6 +92,7 @@ def search(
   *,
   rank: str = 'raw',
   layers: tuple[str, ...] = lottery.DEFAULT_LAYERS,
+  round_config: ml_collections.ConfigDict | None = None,
 ) -> list[dict]:
   """Runs (or resumes) the IMP rounds; returns each round's densities and agreement.
 
@@ -99,6 +101,8 @@ def search(
     workdir: where the tickets and the rounds' runs go.
     rank: ``'raw'`` (the reference) or ``'ema'``: which trained G ranks the pruning.
     layers: the prunable set (:data:`jaxgan.sparse.lottery.LAYER_KINDS`).
+    round_config: the run every round trains (its ``lottery.ticket`` and ``eval_samples``
+      are set here); default ``base_config(fraction, width, round_steps, seed)``.
 
   Returns:
     One dict per round ``r``: ``density`` and ``sparsity`` over the prunable set,
@@ -109,7 +113,10 @@ def search(
     raise ValueError(f"rank must be one of {RANKS} ('raw' is the reference), got {rank!r}.")
   layers = tuple(layers)
   workdir.mkdir(parents=True, exist_ok=True)
-  cfg = base_config(fraction, width, round_steps, seed)
+  base = (
+    round_config if round_config is not None else base_config(fraction, width, round_steps, seed)
+  )
+  cfg = ml_collections.ConfigDict(base.to_dict())
   cfg.eval_samples = 0
   run = run_setup.build_run(cfg)
   theta0 = jax.device_get(run.init_state(jax.random.PRNGKey(seed)).g.params)
@@ -123,6 +130,8 @@ def search(
     layers=list(layers),
     rate=RATE,
   )
+  if round_config is not None:
+    settings['round_config'] = json.loads(round_config.to_json_best_effort())
   _check_resume(workdir, settings)
   report = []
   for r in range(rounds + 1):
@@ -152,8 +161,7 @@ def search(
     print(line, flush=True)
     if r == rounds or ticket_path(workdir, r + 1).exists():
       continue
-    cfg_r = base_config(fraction, width, round_steps, seed)
-    cfg_r.eval_samples = 0
+    cfg_r = ml_collections.ConfigDict(cfg.to_dict())
     cfg_r.lottery.ticket = str(path)
     state = train.train_and_evaluate(cfg_r, workdir / f'round{r}')
     trained = jax.device_get(state.g.params if rank == 'raw' else state.ema_params)

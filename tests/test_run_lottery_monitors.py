@@ -1,7 +1,7 @@
 """The training program's lottery-ticket runs, D-gradient monitor and timed evaluations,
-and the drivers built on them (experiments.lottery_mnist, reproduce, benchmarks)."""
+and the drivers built on them (experiments.lottery_mnist, benchmarks); experiments.reproduce
+is tested in tests/test_reproduce.py."""
 
-import dataclasses
 import json
 
 import chex
@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import benchmarks, lottery_mnist, reproduce
+from experiments import benchmarks, lottery_mnist
 from experiments.configs import default, toy2d
 from jaxgan import run_setup, sparse, train
 from jaxgan.sparse import lottery
@@ -93,34 +93,6 @@ def test_lipschitz_monitor_and_timed_evaluations(tmp_path):
   assert [e['step'] for e in evals] == [2, 4]
   assert 0 < evals[0]['train_seconds'] < evals[1]['train_seconds']
   assert default.get_config().monitor_lipschitz is False
-
-
-def test_reproduce_writes_a_section_with_its_command(tmp_path):
-  scale = dataclasses.replace(reproduce.QUICK, coop_seeds=1, toy_steps=20)
-  section = reproduce.study_coopinit_grid(scale, tmp_path, tmp_path, 'CMD')
-  text = section.markdown()
-  assert 'Command: `CMD`' in text and '| CoopInit + GAN |' in text
-  assert '±' in text and (tmp_path / 'coopinit_grid_samples.png').exists()
-  out = tmp_path / 'RESULTS.md'
-  section.data['seconds'] = 1.0
-  reproduce.write_page(out, [section], scale, True, 1.0)
-  assert 'CoopInit on the 25-Gaussian grid' in out.read_text()
-
-
-def test_reproduce_only_keeps_the_sections_it_did_not_rerun(tmp_path):
-  def section(title, value):
-    return reproduce.Section(title, 'CMD', 'protocol', [f'| {value} |'], 'v', data={'seconds': 60})
-
-  out = tmp_path / 'RESULTS.md'
-  reproduce.write_page(out, [section('A', 1), section('B', 2)], reproduce.QUICK, True, 1.0)
-  reproduce.write_page(out, [section('B', 3)], reproduce.QUICK, True, 1.0, keep_earlier=True)
-  text = out.read_text()
-  assert text.index('## A') < text.index('## B') and '| 1 |' in text and '| 3 |' in text
-  assert '| 2 |' not in text and '| A | (kept from an earlier invocation) |' in text
-  saved = json.loads((tmp_path / 'results' / 'results.json').read_text())
-  assert saved['A']['table'] == ['| 1 |'] and saved['B']['table'] == ['| 3 |']
-  reproduce.write_page(out, [section('B', 4)], reproduce.QUICK, True, 1.0)  # a full run
-  assert '## A' not in out.read_text()
 
 
 def test_benchmark_runner_reports_exit_code_and_memory():

