@@ -31,6 +31,7 @@ from jaxgan.wiring.base import is_number as _is_number
 
 TRAINERS = ('two_stage', 'one_stage')
 PRECISIONS = ('float32', 'bfloat16')
+LR_SCHEDULES = ('constant', 'linear_decay')
 LOSSES = ('hinge', 'lsgan', 'minimax', 'ns', 'wgan')  # jaxgan.losses.LOSSES
 ONESTAGE_MODES = ('auto', 'symmetric', 'asymmetric', 'exact')  # jaxgan.onestage.MODES
 SELFSUP_MODELS = ('sngan32', 'dcgan28', 'dcgan32', 'dcgan64')
@@ -40,7 +41,7 @@ OPEN_SECTION = 'model_kwargs'  # the config section whose keys are the model's, 
 # checkpoint, where the data or the Inception weights live, the run's own
 # switches): a resumed run may change them freely, and so may a technique's fields
 # that its Technique.free_on_resume names. num_steps may change too unless a
-# technique's schedule spans it (Technique.schedule_spans_num_steps).
+# schedule spans it (a technique's, or a learning-rate decay).
 FREE_ON_RESUME = (
   'log_every',
   'sample_every',
@@ -141,6 +142,15 @@ def _validate_optimizers(config: ml_collections.ConfigDict) -> None:
     wd = opt.get('weight_decay', 0.0)
     if not _is_number(wd) or wd < 0:
       fail(f'{name}.weight_decay', wd, 'use a value >= 0 (0 = Adam, > 0 = AdamW).')
+    if opt.get('schedule', 'constant') not in LR_SCHEDULES:
+      fail(f'{name}.schedule', opt.schedule, f'choose one of {LR_SCHEDULES}.')
+    start = opt.get('decay_from', 0.5)
+    if not _is_number(start) or not 0.0 <= start < 1.0:
+      fail(
+        f'{name}.decay_from',
+        start,
+        'use the share of the run after which the learning rate decays, in [0, 1), e.g. 0.5.',
+      )
 
 
 def _validate_d_heads(config: ml_collections.ConfigDict) -> None:
@@ -255,15 +265,15 @@ def config_changes(
   """Fields whose value differs from the checkpoint's config, ``(name, saved, now)``.
 
   Fields that steer only the loop (:data:`FREE_ON_RESUME` and the techniques'
-  ``free_on_resume``) are left out, and so is ``num_steps`` unless a technique's
-  schedule spans it (sparse training). A field on one side only is a
+  ``free_on_resume``) are left out, and so is ``num_steps`` unless a schedule
+  spans it (sparse training, a learning-rate decay). A field on one side only is a
   change under ``model_kwargs`` (set vs. the model's default); elsewhere it is
   a field another version of jaxgan added or removed, and is left out.
   """
   saved = flatten(_plain(saved_json))
   now = flatten(_plain(config))
   free = [*FREE_ON_RESUME, *(f for t in wiring.TECHNIQUES for f in t.free_on_resume)]
-  if not any(t.schedule_spans_num_steps and t.enabled(config) for t in wiring.TECHNIQUES):
+  if not _schedule_spans_num_steps(config):
     free.append('num_steps')
   missing = '(not set)'
   names = (set(saved) & set(now)) | {
@@ -274,6 +284,15 @@ def config_changes(
     for name in sorted(names)
     if not _covered(name, free) and saved.get(name, missing) != now.get(name, missing)
   ]
+
+
+def _schedule_spans_num_steps(config) -> bool:
+  """Whether a schedule over the run's length (a technique's, a learning-rate decay) is on."""
+  decays = any(
+    config[name].get('schedule', 'constant') != 'constant'
+    for name in ('g_optimizer', 'd_optimizer')
+  )
+  return decays or any(t.schedule_spans_num_steps and t.enabled(config) for t in wiring.TECHNIQUES)
 
 
 def check_resume(

@@ -34,16 +34,44 @@ from jaxgan.wiring.base import TOY_DATASETS, Technique
 
 
 def make_optimizer(
-  opt: ml_collections.ConfigDict, skip_nonfinite: bool
+  opt: ml_collections.ConfigDict, skip_nonfinite: bool, total_updates: int
 ) -> optax.GradientTransformation:
-  """Adam (or AdamW when ``weight_decay > 0``) from an optimizer config section."""
+  """Adam (or AdamW when ``weight_decay > 0``) from an optimizer config section.
+
+  ``opt.schedule='linear_decay'`` keeps ``opt.lr`` for the first ``decay_from`` share of the
+  player's ``total_updates`` optimizer updates, then lowers it linearly towards 0
+  (:func:`learning_rate`).
+  """
+  lr = learning_rate(opt, total_updates)
   if opt.get('weight_decay', 0.0) > 0:
-    tx = optax.adamw(opt.lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
   else:
-    tx = optax.adam(opt.lr, b1=opt.b1, b2=opt.b2)
+    tx = optax.adam(lr, b1=opt.b1, b2=opt.b2)
   if skip_nonfinite:
     tx = optax.apply_if_finite(tx, max_consecutive_errors=1_000_000)
   return tx
+
+
+def learning_rate(opt: ml_collections.ConfigDict, total_updates: int) -> float | optax.Schedule:
+  """``opt.lr``, or under ``'linear_decay'`` the schedule of update ``count`` (0-based): ``lr``
+  up to update ``start = round(decay_from * total_updates)``, then
+  ``lr * (total_updates - count) / (total_updates - start)``, reaching 0 after the last update.
+  """
+  if opt.get('schedule', 'constant') == 'constant':
+    return opt.lr
+  start = int(round(opt.decay_from * total_updates))
+  span = max(total_updates - start, 1)
+
+  def schedule(count):
+    remaining = (total_updates - jnp.asarray(count, float)) / span
+    return opt.lr * jnp.clip(remaining, 0.0, 1.0)
+
+  return schedule
+
+
+def updates_per_step(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """G's and D's optimizer updates in one training iteration (D: ``n_dis`` in two-stage)."""
+  return 1, config.n_dis if config.trainer == 'two_stage' else 1
 
 
 def check_batch_values(batch: dict, config: ml_collections.ConfigDict) -> None:
@@ -280,8 +308,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   _check_batch_size(config, arrays)
   techniques = wiring.active(config)
   skip = config.get('skip_nonfinite_updates', False)
-  g_tx = make_optimizer(config.g_optimizer, skip)
-  d_tx = make_optimizer(config.d_optimizer, skip)
+  g_per_step, d_per_step = updates_per_step(config)
+  g_tx = make_optimizer(config.g_optimizer, skip, config.num_steps * g_per_step)
+  d_tx = make_optimizer(config.d_optimizer, skip, config.num_steps * d_per_step)
   for technique in techniques:
     g_tx, d_tx = technique.optimizers(g_tx, d_tx)
   game = build_game(config, g_module, d_module, image_shape, techniques)

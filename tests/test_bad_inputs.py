@@ -61,6 +61,10 @@ CONFIG_ROWS = [
   config_row('negative_lr', '--config.d_optimizer.lr=-0.001', 'd_optimizer.lr=-0.001', 'e.g. 2e-4'),
   config_row('zero_lr', '--config.g_optimizer.lr=0.0', 'g_optimizer.lr=0.0', 'positive learning'),
   config_row(
+    'lr_schedule', '--config.g_optimizer.schedule=cosine', "schedule='cosine'", 'linear_decay'
+  ),
+  config_row('decay_from', '--config.d_optimizer.decay_from=1.0', 'decay_from=1.0', '[0, 1)'),
+  config_row(
     'beta_one', '--config.g_optimizer.b1=1.0', 'g_optimizer.b1=1.0', 'betas lie in [0, 1)'
   ),
   config_row(

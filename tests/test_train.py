@@ -380,6 +380,17 @@ def test_resume_refuses_other_configs_unless_allowed(tmp_path):
   assert int(train.train_and_evaluate(toy(8, 2, loss='hinge'), tmp_path).step) == 8
 
 
+def test_resume_refuses_a_new_length_under_a_learning_rate_decay(tmp_path):
+  train.train_and_evaluate(toy(4, 2), tmp_path / 'constant')
+  assert int(train.train_and_evaluate(toy(6, 2), tmp_path / 'constant').step) == 6
+  decaying = toy(4, 2)
+  decaying.d_optimizer.schedule = 'linear_decay'
+  train.train_and_evaluate(decaying, tmp_path / 'decay')
+  decaying.num_steps = 6  # the decay would restart from a higher learning rate
+  with pytest.raises(ValueError, match=r'num_steps: 4 -> 6.*allow_changes=num_steps'):
+    train.train_and_evaluate(decaying, tmp_path / 'decay')
+
+
 def test_dry_run_builds_and_runs_one_step_and_writes_nothing(tmp_path):
   state = train.train_and_evaluate(toy(4, 2, dry_run=True), tmp_path / 'new')
   assert int(state.step) == 1 and not (tmp_path / 'new').exists()

@@ -7,8 +7,12 @@ Other configs import this and override what differs. Run any config with
 import ml_collections
 
 
-def optimizer(lr=2e-4, b1=0.5, b2=0.999, weight_decay=0.0):
-  return ml_collections.ConfigDict(dict(lr=lr, b1=b1, b2=b2, weight_decay=weight_decay))
+def optimizer(lr=2e-4, b1=0.5, b2=0.999, weight_decay=0.0, schedule='constant', decay_from=0.5):
+  """Adam's settings; ``schedule='linear_decay'`` lowers ``lr`` linearly to 0 from the
+  ``decay_from`` share of the run's optimizer updates to its last one."""
+  return ml_collections.ConfigDict(
+    dict(lr=lr, b1=b1, b2=b2, weight_decay=weight_decay, schedule=schedule, decay_from=decay_from)
+  )
 
 
 def get_config():
