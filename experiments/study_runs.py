@@ -12,7 +12,9 @@ Every study is a set of arms, each run with several seeds. One arm-seed run keep
 
 A run whose ``result.json`` exists is never rerun, so the page is rebuilt from the
 committed results, and only missing runs train (or, with ``train=False``, are listed as
-missing). With ``commit=True`` every finished run is committed on its own.
+missing). With ``commit=True`` every finished run is committed on its own. A stored run of
+the training program whose ``config.json`` differs from the config the study asks for now
+is refused (:func:`stale_fields`): a changed setting never reuses old numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments.configs import default
 from jaxgan import run_setup, train
+from jaxgan.config_checks import flatten
 from jaxgan.metrics import mnist as mnist_metrics
 
 Compute = Callable[[Path, Path], dict]  # (work dir, results dir) -> result.json content
@@ -64,6 +68,14 @@ class Store:
     called when the run is missing."""
     out = self.result_dir(study, arm, seed)
     path = out / 'result.json'
+    wanted = getattr(compute, 'config', None)
+    if path.exists() and wanted is not None and (out / 'config.json').exists():
+      changed = stale_fields((out / 'config.json').read_text(), wanted)
+      if changed:
+        raise ValueError(
+          f'{out} was trained with other settings ({", ".join(changed[:6])}); move it away '
+          'to train the run again, or restore the settings it was trained with.'
+        )
     if not path.exists():
       if not self.train:
         self.missing.append((study, arm, seed))
@@ -89,6 +101,23 @@ class Store:
         if result is not None:
           out[arm].append(result)
     return out
+
+
+def stale_fields(saved_json: str, config: ml_collections.ConfigDict) -> list[str]:
+  """The fields in which a stored run's config differs from ``config``.
+
+  A field the stored config lacks (a field added to jaxgan since) counts only when
+  ``config`` sets it to something other than its default.
+  """
+  saved = flatten(json.loads(saved_json))
+  now = flatten(json.loads(config.to_json_best_effort()))
+  defaults = flatten(json.loads(default.get_config().to_json_best_effort()))
+  missing = object()
+  return sorted(
+    name
+    for name, value in now.items()
+    if saved.get(name, defaults.get(name, missing)) != value
+  )
 
 
 def commit_paths(paths: list[Path], message: str) -> None:
@@ -136,6 +165,7 @@ def training_program(cfg: ml_collections.ConfigDict, *, legibility: bool = True)
       result['legible_fraction'] = legible_fraction(run.generate(state, z), cfg.data_dir or None)
     return result
 
+  compute.config = cfg
   return compute
 
 

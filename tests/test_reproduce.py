@@ -109,3 +109,23 @@ def test_quickstart_trains_the_calibrated_study_setting():
   assert q.model_kwargs.to_dict() == s.model_kwargs.to_dict()
   assert q.g_optimizer.to_dict() == s.g_optimizer.to_dict()
   assert q.d_optimizer.to_dict() == s.d_optimizer.to_dict()
+
+
+def test_a_stored_run_of_other_settings_is_refused_not_reused(tmp_path):
+  from experiments.configs import default
+
+  cfg = default.get_config()
+  s = store(tmp_path)
+  out = s.result_dir('study', 'arm', 0)
+  out.mkdir(parents=True)
+  (out / 'result.json').write_text('{"final": {"fid": 1.0}}')
+  saved = json.loads(cfg.to_json_best_effort())
+  del saved['g_optimizer']['schedule']  # a run stored before the field existed
+  (out / 'config.json').write_text(json.dumps(saved))
+  compute = study_runs.training_program(cfg)
+  assert s.get('study', 'arm', 0, compute)['final']['fid'] == 1.0  # default value: same run
+  cfg.g_optimizer.schedule = 'linear_decay'
+  with pytest.raises(ValueError, match=r'other settings \(g_optimizer.schedule\); move it away'):
+    s.get('study', 'arm', 0, compute)
+  cfg.g_optimizer.schedule, cfg.num_steps = 'constant', 7
+  assert study_runs.stale_fields(json.dumps(saved), cfg) == ['num_steps']
