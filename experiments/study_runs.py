@@ -114,9 +114,7 @@ def stale_fields(saved_json: str, config: ml_collections.ConfigDict) -> list[str
   defaults = flatten(json.loads(default.get_config().to_json_best_effort()))
   missing = object()
   return sorted(
-    name
-    for name, value in now.items()
-    if saved.get(name, defaults.get(name, missing)) != value
+    name for name, value in now.items() if saved.get(name, defaults.get(name, missing)) != value
   )
 
 
