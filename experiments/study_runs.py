@@ -33,7 +33,7 @@ import numpy as np
 
 from experiments.configs import default
 from jaxgan import run_setup, train
-from jaxgan.config_checks import flatten
+from jaxgan.config_checks import covered, flatten, loop_fields
 from jaxgan.metrics import mnist as mnist_metrics
 
 Compute = Callable[[Path, Path], dict]  # (work dir, results dir) -> result.json content
@@ -106,15 +106,18 @@ class Store:
 def stale_fields(saved_json: str, config: ml_collections.ConfigDict) -> list[str]:
   """The fields in which a stored run's config differs from ``config``.
 
-  A field the stored config lacks (a field added to jaxgan since) counts only when
-  ``config`` sets it to something other than its default.
+  Fields that steer only the loop (when to log, evaluate, checkpoint) are left out. A field
+  the stored config lacks (a field added to jaxgan since) counts only when ``config`` sets
+  it to something other than its default.
   """
   saved = flatten(json.loads(saved_json))
   now = flatten(json.loads(config.to_json_best_effort()))
   defaults = flatten(json.loads(default.get_config().to_json_best_effort()))
-  missing = object()
+  missing, free = object(), loop_fields()
   return sorted(
-    name for name, value in now.items() if saved.get(name, defaults.get(name, missing)) != value
+    name
+    for name, value in now.items()
+    if not covered(name, free) and saved.get(name, defaults.get(name, missing)) != value
   )
 
 

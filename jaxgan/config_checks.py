@@ -66,6 +66,9 @@ __all__ = [
   'fail',
   'check_resume',
   'check_workdir',
+  'covered',
+  'flatten',
+  'loop_fields',
   'validate_config',
 ]
 
@@ -255,7 +258,14 @@ def allowed_changes(config) -> list[str]:
   return [name.strip() for name in str(raw).split(',') if name.strip()]
 
 
-def _covered(name: str, prefixes: Iterable[str]) -> bool:
+def loop_fields() -> list[str]:
+  """The fields that steer only the loop around training (:data:`FREE_ON_RESUME` and the
+  techniques' ``free_on_resume``): two runs that differ only in them train the same."""
+  return [*FREE_ON_RESUME, *(f for t in wiring.TECHNIQUES for f in t.free_on_resume)]
+
+
+def covered(name: str, prefixes: Iterable[str]) -> bool:
+  """Whether the dotted field ``name`` is one of ``prefixes`` or lies under one."""
   return any(name == p or name.startswith(p + '.') for p in prefixes)
 
 
@@ -272,7 +282,7 @@ def config_changes(
   """
   saved = flatten(_plain(saved_json))
   now = flatten(_plain(config))
-  free = [*FREE_ON_RESUME, *(f for t in wiring.TECHNIQUES for f in t.free_on_resume)]
+  free = loop_fields()
   if not _schedule_spans_num_steps(config):
     free.append('num_steps')
   missing = '(not set)'
@@ -282,7 +292,7 @@ def config_changes(
   return [
     (name, saved.get(name, missing), now.get(name, missing))
     for name in sorted(names)
-    if not _covered(name, free) and saved.get(name, missing) != now.get(name, missing)
+    if not covered(name, free) and saved.get(name, missing) != now.get(name, missing)
   ]
 
 
@@ -312,7 +322,7 @@ def check_resume(
   """
   _check_num_steps(config, saved_step, workdir)
   allowed = allowed_changes(config)
-  changed = [c for c in config_changes(saved_json, config) if not _covered(c[0], allowed)]
+  changed = [c for c in config_changes(saved_json, config) if not covered(c[0], allowed)]
   if not changed:
     return
   shown = '; '.join(f'{name}: {old!r} -> {new!r}' for name, old, new in changed[:6])

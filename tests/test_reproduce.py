@@ -127,5 +127,5 @@ def test_a_stored_run_of_other_settings_is_refused_not_reused(tmp_path):
   cfg.g_optimizer.schedule = 'linear_decay'
   with pytest.raises(ValueError, match=r'other settings \(g_optimizer.schedule\); move it away'):
     s.get('study', 'arm', 0, compute)
-  cfg.g_optimizer.schedule, cfg.num_steps = 'constant', 7
-  assert study_runs.stale_fields(json.dumps(saved), cfg) == ['num_steps']
+  cfg.g_optimizer.schedule, cfg.num_steps, cfg.eval_every = 'constant', 7, 3
+  assert study_runs.stale_fields(json.dumps(saved), cfg) == ['num_steps']  # not eval_every
