@@ -56,7 +56,13 @@ class UsageError(ConfigError):
 
 
 def main() -> None:
-  """Entry point of ``jaxgan-train``: runs :func:`run` and exits with its status."""
+  """Entry point of ``jaxgan-train``: runs :func:`run` and exits with its status.
+
+  Like ``python -m``, it puts the working directory first on the module path, so a config
+  file in a checkout (``experiments/configs/*.py``) imports its neighbours from the root.
+  """
+  if '' not in sys.path:
+    sys.path.insert(0, '')
   _configure_logging()
   _one_line_background_errors()
   sys.exit(run(sys.argv))

@@ -162,3 +162,19 @@ def test_a_real_full_disk_gives_one_error_line(tiny_tmpfs):
   errors = [x for x in out.stderr.splitlines() if x.startswith('error: ')]
   assert len(errors) == 1 and errors[0].startswith('error: disk full while writing'), out.stderr
   assert len(out.stderr.splitlines()) < 20, out.stderr
+
+
+def test_the_installed_script_loads_a_config_of_the_checkout(tmp_path):
+  script = Path(sys.executable).parent / 'jaxgan-train'
+  if not script.exists():
+    pytest.skip(f'no jaxgan-train script beside {sys.executable} (install the project first)')
+  out = subprocess.run(
+    [script, '--config=experiments/configs/quickstart.py', f'--workdir={tmp_path / "r"}']
+    + ['--config.d_optimizer.lr=-0.001'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert out.returncode == 2, out.stderr  # before the fix: "No module named 'experiments'"
+  assert out.stderr.strip().startswith('error: config.d_optimizer.lr=-0.001 is invalid:')
