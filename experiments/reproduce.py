@@ -424,7 +424,11 @@ def study_onestage(ctx: Context) -> Section:
     shown = ', '.join('not reached' if x is None else str(x) for x in steps) or '-'
     t = per_step.get(arm)
     reached = [x for x in steps if x is not None]
-    time_cell = f'{np.mean(reached) * t:.0f}' if t and reached else 'pending (timing)'
+    time_cell = (
+      f'{np.mean(reached) * t:.0f} (mean of the {len(reached)} of {len(steps)} seeds that reached it)'
+      if t and reached
+      else ('not reached' if t else 'pending (timing)')
+    )
     lines.append(f'| {arm} | {shown} | {f"{t:.4f}" if t else "pending"} | {time_cell} |')
   body += lines
   if per_step.get('one-stage') and per_step.get('two-stage') and two and runs['one-stage']:
@@ -452,8 +456,8 @@ def study_onestage(ctx: Context) -> Section:
     ctx.command,
     f'{s.describe()}. Both arms use the same GroupNorm D and the same learning rates: '
     'asymmetric one-stage training needs a D without batch coupling, so every MNIST arm on '
-    "this page uses that D. The paper's one-stage configs lower D's learning rate (osgan.md "
-    '§3); here both arms keep the calibrated rates, so that only the update rule differs. '
+    "this page uses that D. The paper's one-stage configs lower D's learning rate (Shen et al., "
+    'CVPR 2021; docs/TECHNIQUES.md); here both arms keep the calibrated rates, so that only the update rule differs. '
     'One-stage: one pass updates G and D from the same batch (per-sample gradient scaling, '
     '`jaxgan.onestage`). ' + MNIST_PROTOCOL,
     body,
@@ -503,7 +507,7 @@ def study_dat(ctx: Context) -> Section:
     'DAT: adversarial perturbation of D inputs',
     ctx.command,
     f"{s.describe()}. DAT: one attack step of size 1, clip 1, on D's real and fake inputs "
-    "(dat.md); G trains on clean fakes. D's input-gradient norm is logged every "
+    "(docs/TECHNIQUES.md); G trains on clean fakes. D's input-gradient norm is logged every "
     f'{s.log_every} iterations on the real batch and fresh fakes (`config.monitor_lipschitz`). '
     + MNIST_PROTOCOL,
     body,
@@ -621,7 +625,9 @@ def study_lottery(ctx: Context) -> Section:
 # (d) dynamic sparse training
 # ----------------------------------------------------------------------------
 
-REFERENCE_STEPS = 100_000  # DDST reference run length (ddst.md): dT_G 500, dT_D 1000, window 1000
+REFERENCE_STEPS = (
+  100_000  # DDST reference run length (Wang et al., NeurIPS 2023): dT_G 500, dT_D 1000, window 1000
+)
 
 
 def study_sparse(ctx: Context) -> Section:
