@@ -1111,7 +1111,9 @@ def write_page(out: Path, sections: list[Section], scale: Scale, floor_info: dic
     '*Reproduced*: the interval excludes "worse"; *not reproduced*: it excludes "equal or '
     'better"; *inconclusive*: neither. "Equal" claims and "at most" claims on FID allow a '
     "margin of 5% of the reference arm's mean (the tolerance of the convergence test); "
-    '"better" claims allow none. Code: `experiments/study_stats.py`.',
+    '"better" claims allow none. A verdict with fewer than '
+    f'{study_page.DECIDING_SEEDS} seeds in either arm is marked *provisional*: it may change as '
+    'the missing seeds come in. Code: `experiments/study_stats.py`.',
     '',
     f'**Real-data floor.** MNIST FID of the 1,000 held-out MNIST-5k test images against the '
     f'training reference: **{floor_info["fid"]:.2f}**; {100 * floor_info["legible_fraction"]:.1f}% '

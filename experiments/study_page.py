@@ -16,6 +16,7 @@ from experiments import study_runs, study_stats
 
 CONVERGED_SPREAD = 0.05  # last three evaluations within 5% of one another
 LEGIBLE_TARGET = 0.9
+DECIDING_SEEDS = 5  # a verdict with fewer seeds in either arm is shown as provisional
 
 
 @dataclasses.dataclass
@@ -43,7 +44,14 @@ class Claim:
     iv = self.interval()
     if iv is None:
       return f'pending ({len(self.technique)} and {len(self.reference)} seeds; 2+ each needed)'
-    return study_stats.verdict(iv, lower_is_better=self.lower_is_better, margin=self.margin)
+    verdict = study_stats.verdict(iv, lower_is_better=self.lower_is_better, margin=self.margin)
+    n = min(len(self.technique), len(self.reference))
+    if n < DECIDING_SEEDS:
+      return (
+        f'provisional: {verdict} ({len(self.technique)} and {len(self.reference)} seeds; '
+        f'{DECIDING_SEEDS} each decide)'
+      )
+    return verdict
 
   def row(self) -> str:
     iv = self.interval()

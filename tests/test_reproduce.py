@@ -56,7 +56,12 @@ def test_claims_and_convergence_from_stored_curves(tmp_path):
   claim = reproduce.fid_claim('equal', runs, 'tech', 'ref')
   iv = study_stats.welch_interval([12.0, 13.0, 14.0], [10.1, 11.1, 12.1])
   assert claim.interval() == iv and claim.margin == pytest.approx(0.05 * 11.1)
-  assert claim.verdict() == study_stats.verdict(iv, lower_is_better=True, margin=claim.margin)
+  decided = study_stats.verdict(iv, lower_is_better=True, margin=claim.margin)
+  assert claim.verdict() == f'provisional: {decided} (3 and 3 seeds; 5 each decide)'
+  five = study_page.Claim(
+    'c', 'm', [10.0, 11.0, 12.0, 10.5, 11.5], [20.0, 21, 22, 20.5, 21.5], True
+  )
+  assert five.verdict() == study_stats.REPRODUCED  # 5 seeds each: the verdict itself
   assert reproduce.steps_to_reach(flat[0], 10.5) == 300
   assert reproduce.steps_to_reach(moving[0], 10.0) is None
   assert reproduce.interpolate_fid(moving[0], 350) == pytest.approx(17.5)
@@ -72,8 +77,9 @@ def test_toy_study_section_page_and_status(tmp_path):
   text = section.markdown()
   assert 'Command: `CMD`' in text and '| CoopInit + GAN | 2 |' in text
   assert '(Welch)' in text and len(section.claims) == 2
+  verdicts = (study_stats.REPRODUCED, study_stats.NOT_REPRODUCED, study_stats.INCONCLUSIVE)
   assert all(
-    c.verdict() in (study_stats.REPRODUCED, study_stats.NOT_REPRODUCED, study_stats.INCONCLUSIVE)
+    c.verdict().startswith('provisional: ') and c.verdict().split(' (')[0][13:] in verdicts
     for c in section.claims
   )
   assert (tmp_path / 'coopinit_grid_modes.png').exists()
