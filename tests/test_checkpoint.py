@@ -52,14 +52,19 @@ def test_keeps_last_n(tmp_path):
   ck.close()
 
 
-def test_corrupt_latest_falls_back_to_previous(tmp_path, caplog):
+def latest_of_two_truncated(tmp_path):
+  """Checkpoints of steps 1 and 2 with step 2 truncated; ``(s1, s2, a reopened checkpointer)``."""
   s1, s2 = trained_state(1), trained_state(2)
   ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
   ck.save(1, s1, {'i': 1}, '{}')
   ck.save(2, s2, {'i': 2}, '{}')
   ck.close()
   truncate_checkpoint(tmp_path, 2)
-  ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
+  return s1, s2, checkpoint.RunCheckpointer(tmp_path, keep=3)
+
+
+def test_corrupt_latest_falls_back_to_previous(tmp_path, caplog):
+  s1, s2, ck = latest_of_two_truncated(tmp_path)
   with caplog.at_level('WARNING'):
     restored, pos, _, step = ck.restore(trained_state(0))
   ck.close()
@@ -100,13 +105,7 @@ def test_no_checkpoint_returns_none(tmp_path):
 
 def test_unreadable_latest_is_set_aside_and_saved_again(tmp_path):
   """orbax never saves a step at or below the newest on disk: the unreadable one must go."""
-  s1, s2 = trained_state(1), trained_state(2)
-  ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
-  ck.save(1, s1, {'i': 1}, '{}')
-  ck.save(2, s2, {'i': 2}, '{}')
-  ck.close()
-  truncate_checkpoint(tmp_path, 2)
-  ck = checkpoint.RunCheckpointer(tmp_path, keep=3)
+  s1, s2, ck = latest_of_two_truncated(tmp_path)
   assert ck.restore(trained_state(0))[3] == 1
   assert ck.steps() == [1] and ck.set_aside == [tmp_path / checkpoint.UNREADABLE_DIR / '2']
   ck.save(2, s2, {'i': 2}, '{}')  # the retrained step 2
