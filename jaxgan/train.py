@@ -349,7 +349,7 @@ class _Session:
     t_eval = time.perf_counter()
     scores = self.run.evaluate(state, self.config.eval_samples)
     # Wall-clock of this session up to this evaluation, earlier evaluations excluded.
-    scores['train_seconds'] = round(t_eval - self.t_start - self.eval_seconds, 2)
+    scores['train_seconds'] = round(t_eval - self.t_start - self.eval_seconds, 3)
     self.eval_seconds += time.perf_counter() - t_eval
     self.writer.write_scalars(done, {f'eval/{k}': v for k, v in scores.items() if np.isscalar(v)})
     if self.is_writer:

@@ -91,7 +91,7 @@ def test_lipschitz_monitor_and_timed_evaluations(tmp_path):
   assert all(r['lipschitz/real_mean'] > 0 and np.isfinite(r['lipschitz/fake_max']) for r in logged)
   evals = [json.loads(x) for x in (tmp_path / 'eval_log.jsonl').read_text().splitlines()]
   assert [e['step'] for e in evals] == [2, 4]
-  assert 0 < evals[0]['train_seconds'] < evals[1]['train_seconds']
+  assert 0 < evals[0]['train_seconds'] <= evals[1]['train_seconds']
   assert default.get_config().monitor_lipschitz is False
 
 
