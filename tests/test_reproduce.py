@@ -135,3 +135,16 @@ def test_a_stored_run_of_other_settings_is_refused_not_reused(tmp_path):
     s.get('study', 'arm', 0, compute)
   cfg.g_optimizer.schedule, cfg.num_steps, cfg.eval_every = 'constant', 7, 3
   assert study_runs.stale_fields(json.dumps(saved), cfg) == ['num_steps']  # not eval_every
+
+
+def test_calibration_finding_names_the_legible_and_the_lowest_fid_candidates():
+  def run(fid, legible):
+    return [{'final': {'fid': fid}, 'legible_fraction': legible}]
+
+  runs = {'a': run(30.0, 0.70), 'b': run(18.0, 0.66), 'c': [], 'd': run(40.0, 0.72)}
+  text = reproduce.calibration_finding(runs)
+  assert text.startswith('**No candidate meets the 90% legibility target**: 66.0-72.0% over 3')
+  assert '(most legible: d)' in text and 'final FID, 18.00 (b), comes with 66.0% legible' in text
+  runs['a'] = run(30.0, 0.91)
+  assert reproduce.calibration_finding(runs) == 'Legible at the 90% target: a.'
+  assert reproduce.calibration_finding({'a': []}) == ''
