@@ -1138,6 +1138,13 @@ def write_page(out: Path, sections: list[Section], scale: Scale, floor_info: dic
     "stated margin. The summary names each study's baseline state; a verdict over a baseline "
     'that is still moving or not legible says less than one over a finished, legible one.',
     '',
+    '**Seeds across machines.** A run is bit-identical when repeated or resumed on one machine, '
+    'not across machines: the studies ran on two machines of the same CPU type, and there the '
+    "calibration's G32/D32 run, seed 0, scores MNIST FID 494.92 on the first and 549.64 on the "
+    'second at iteration 1,000 with the same code (753add1), and ends at 31.88 and 33.72 at '
+    "6,000 (the second with this page's code). A seed is therefore a sample "
+    'of the setting, not a fixed number, and the intervals treat it so.',
+    '',
     '**Timing.** '
     + (
       f'From `python -m experiments.bench_loop` ({timing["machine"]}; {timing["note"]}).'
