@@ -224,7 +224,7 @@ def fid_claim(text, runs, tech, ref, *, better=False) -> Claim:
   """FID of ``tech`` against ``ref``: "at most" with the 5% margin, or strictly better."""
   t, r = study_page.values(runs[tech], FID), study_page.values(runs[ref], FID)
   margin = 0.0 if better or not r else FID_MARGIN * float(np.mean(r))
-  note = '0' if better else f'5% of the reference ({margin:.2f})'
+  note = '0' if better else study_page.relative_margin_note(margin, r)
   return Claim(text, 'MNIST FID', t, r, True, margin, note)
 
 
@@ -983,7 +983,7 @@ def study_translation(ctx: Context) -> Section:
       base,
       True,
       margin,
-      f'5% of the reference ({margin:.2f})',
+      study_page.relative_margin_note(margin, base),
     ),
   ]
   return Section(

@@ -86,6 +86,11 @@ CLAIM_HEAD = [
 ]
 
 
+def relative_margin_note(margin: float, reference: Sequence[float]) -> str:
+  """The margin column of a claim that allows 5% of the reference arm's mean."""
+  return f'5% of the reference ({margin:.2f})' if len(reference) else '5% of the reference arm'
+
+
 def claims_table(claims: list[Claim]) -> list[str]:
   return CLAIM_HEAD + [c.row() for c in claims]
 
@@ -94,6 +99,8 @@ def fmt_mean_std(values: Sequence[float], digits: int = 2) -> str:
   if not len(values):
     return 'no runs yet'
   m, s = study_stats.mean_std(values)
+  if len(values) == 1:  # no spread to show from one seed
+    return f'{m:.{digits}f} (n=1)'
   return f'{m:.{digits}f} ± {s:.{digits}f} (n={len(values)})'
 
 

@@ -148,3 +148,16 @@ def test_calibration_finding_names_the_legible_and_the_lowest_fid_candidates():
   runs['a'] = run(30.0, 0.91)
   assert reproduce.calibration_finding(runs) == 'Legible at the 90% target: a.'
   assert reproduce.calibration_finding({'a': []}) == ''
+
+
+def test_one_seed_shows_no_spread_and_an_empty_reference_no_margin_value():
+  assert study_page.fmt_mean_std([31.77]) == '31.77 (n=1)'
+  assert study_page.fmt_mean_std([1.0, 3.0]) == '2.00 ± 1.41 (n=2)'
+  runs = {'a': [{'final': {'fid': 31.77}}], 'b': []}
+  claim = reproduce.fid_claim('a at most b', runs, 'a', 'b')
+  assert claim.margin_note == '5% of the reference arm'
+  assert '± 0.00' not in claim.row() and '(0.00)' not in claim.row()
+  runs['b'] = [{'final': {'fid': 30.0}}, {'final': {'fid': 34.0}}]
+  assert (
+    reproduce.fid_claim('a at most b', runs, 'a', 'b').margin_note == '5% of the reference (1.60)'
+  )
