@@ -154,6 +154,17 @@ def convergence(rs: list[dict], key: str = 'fid') -> dict:
   }
 
 
+def flatness(curves: list[Sequence[float]], what: str) -> str:
+  """``what``'s largest relative spread of the last three evaluations over seeds, and whether
+  that is flat (<= 5%); '' without a curve of three evaluations."""
+  spreads = [study_stats.relative_spread(c[-3:]) for c in curves if len(c) >= 3]
+  if not spreads:
+    return ''
+  worst = max(spreads)
+  state = 'flat' if worst <= CONVERGED_SPREAD else 'still moving'
+  return f'{what}: largest spread of the last three evaluations over seeds {worst:.1%} ({state})'
+
+
 def baseline_summary(rs: list[dict], floor: float, name: str) -> str:
   """A paragraph: final FID against the floor, convergence of the curve, legibility."""
   if not rs:

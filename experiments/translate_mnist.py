@@ -14,7 +14,8 @@ Scores per seed (:mod:`jaxgan.translation.metrics`), on the 500 test-A images tr
 at the end: ``fid_b`` (FID to the 500 real test-B images in the project's MNIST
 classifier features), ``content_acc`` (domain-B classifier agrees with the source
 label; real test-B: 0.978), ``fid_b_bclf`` (FID in the domain-B classifier's features),
-and the wall-clock. Reference points printed with the table: the untranslated test-A
+and the wall-clock (training only); with ``--eval-every N`` the same scores every N iterations
+as ``curve``. Reference points printed with the table: the untranslated test-A
 images and the exact appearance map of test-A ("oracle").
 
 Defaults are small for a 2-core CPU: G width 16 with 2 blocks, D width 16 with 2 layers
@@ -73,6 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--langevin-noise', type=float, default=0.01, help='CoopInit chain noise std')
   p.add_argument('--langevin-steps', type=int, default=10, help='CoopInit K')
   p.add_argument('--log-every', type=int, default=50)
+  p.add_argument(
+    '--eval-every',
+    type=int,
+    default=0,
+    help='also score FID to B and content accuracy every N iterations (0: only at the end)',
+  )
   p.add_argument('--data-dir', default=None)
   args = p.parse_args(argv)
   try:
@@ -84,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   for name in ('steps', 'batch_size', 'width', 'n_blocks', 'd_width', 'd_layers', 'log_every'):
     if getattr(args, name) < 1:
       raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}.')
+  if args.eval_every < 0:
+    raise SystemExit(f'--eval-every must be >= 0 (0: only at the end), got {args.eval_every}.')
   if args.coopinit and not 0 <= args.t_init <= args.steps:
     raise SystemExit(f'--t_init must be in [0, --steps={args.steps}], got {args.t_init}.')
   return args
@@ -153,6 +162,16 @@ def train_and_score(args, seed: int, test: dict, extractors: dict) -> dict:
   train = mnist_translation.load_task('train', args.data_dir)
   g_module, step, state = build(args, seed)
   batches = mnist_translation.translation_batches(train, args.batch_size, seed=seed)
+
+  def score(params) -> dict:
+    translated = tr_metrics.translate(g_module, params, test['source'])
+    return {
+      'fid_b': tr_metrics.fid(extractors['mnist'], translated, test['target']),
+      'content_acc': tr_metrics.content_accuracy(extractors['b'], translated, test['source_label']),
+      'fid_b_bclf': tr_metrics.fid(extractors['b'], translated, test['target']),
+    }
+
+  curve, train_seconds = [], 0.0
   t0 = time.perf_counter()
   for i in range(args.steps):
     batch = next(batches)
@@ -160,13 +179,20 @@ def train_and_score(args, seed: int, test: dict, extractors: dict) -> dict:
     if (i + 1) % args.log_every == 0 or i + 1 == args.steps:
       shown = {k: round(float(v), 4) for k, v in metrics.items()}
       print(f'  [seed {seed}] iter {i + 1:5d} {shown} {time.perf_counter() - t0:.1f}s', flush=True)
+    if args.eval_every and (i + 1) % args.eval_every == 0 and i + 1 < args.steps:
+      jax.block_until_ready(state)
+      train_seconds += time.perf_counter() - t0
+      curve.append({'step': i + 1, **score(state.g.params)})
+      print(f'  [seed {seed}] iter {i + 1:5d} scores {curve[-1]}', flush=True)
+      t0 = time.perf_counter()
   jax.block_until_ready(state)
-  wall = time.perf_counter() - t0
-  translated = tr_metrics.translate(g_module, state.g.params, test['source'])
+  wall = train_seconds + time.perf_counter() - t0
+  final = score(state.g.params)
+  if args.eval_every:
+    curve.append({'step': args.steps, **final})
   return {
-    'fid_b': tr_metrics.fid(extractors['mnist'], translated, test['target']),
-    'content_acc': tr_metrics.content_accuracy(extractors['b'], translated, test['source_label']),
-    'fid_b_bclf': tr_metrics.fid(extractors['b'], translated, test['target']),
+    **final,
+    'curve': curve,
     'wall_seconds': wall,
     'final_metrics': {k: float(v) for k, v in metrics.items()},
   }

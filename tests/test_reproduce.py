@@ -161,3 +161,34 @@ def test_one_seed_shows_no_spread_and_an_empty_reference_no_margin_value():
   assert (
     reproduce.fid_claim('a at most b', runs, 'a', 'b').margin_note == '5% of the reference (1.60)'
   )
+
+
+def test_translation_section_reports_the_baseline_curve_references_and_chance_content(tmp_path):
+  refs = {
+    'identity': {'fid_b': 407.9, 'content_acc': 0.274},
+    'oracle': {'fid_b': 2.88, 'content_acc': 0.978},
+  }
+
+  def fake(seed):
+    def compute(work, out):
+      fids = [86.9, 36.4, 36.3, 36.0 + seed]
+      curve = [{'step': 150 * (i + 1), 'fid_b': f, 'content_acc': 0.07} for i, f in enumerate(fids)]
+      return {'final': {'fid_b': fids[-1], 'content_acc': 0.07}, 'curve': curve, 'references': refs}
+
+    return compute
+
+  store(tmp_path).arms({'CUT': ('translation', fake), 'CUT + CoopInit': ('translation', fake)}, 2)
+  ctx = reproduce.Context(reproduce.QUICK, store(tmp_path, train=False), tmp_path, 'C', 1.87, None)
+  text = reproduce.study_translation(ctx).markdown()
+  assert 'CUT baseline, FID to B: largest spread of the last three evaluations over seeds' in text
+  assert '(flat)' in text and 'oracle) 2.88 and 0.978' in text
+  assert "CUT's content accuracy, 0.070, is near chance (0.1)" in text
+
+
+def test_flatness_of_curves():
+  assert study_page.flatness([], 'x') == ''
+  assert study_page.flatness([[1.0, 2.0]], 'x') == ''
+  line = study_page.flatness([[9.0, 10.0, 10.0, 10.2], [5.0, 10.0, 11.0, 12.0]], 'acc')
+  assert line.startswith('acc: largest spread of the last three evaluations over seeds ')
+  assert line.endswith('(still moving)')
+  assert study_page.flatness([[9.0, 10.0, 10.0, 10.2]], 'acc').endswith('(flat)')
