@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -93,16 +94,22 @@ def search(
   rank: str = 'raw',
   layers: tuple[str, ...] = lottery.DEFAULT_LAYERS,
   round_config: ml_collections.ConfigDict | None = None,
+  runs_dir: Path | None = None,
+  on_round: Callable[[list[Path]], None] | None = None,
 ) -> list[dict]:
   """Runs (or resumes) the IMP rounds; returns each round's densities and agreement.
 
   Args:
     fraction, rounds, round_steps, seed, width: as the command line's flags.
-    workdir: where the tickets and the rounds' runs go.
+    workdir: where the tickets, each round's agreement and the search's settings go (small
+      files: a search resumes from them alone).
     rank: ``'raw'`` (the reference) or ``'ema'``: which trained G ranks the pruning.
     layers: the prunable set (:data:`jaxgan.sparse.lottery.LAYER_KINDS`).
     round_config: the run every round trains (its ``lottery.ticket`` and ``eval_samples``
       are set here); default ``base_config(fraction, width, round_steps, seed)``.
+    runs_dir: where each round's training run (checkpoints) goes; default ``workdir``.
+    on_round: called after each trained round with the files it added to ``workdir``
+      (e.g. to commit them).
 
   Returns:
     One dict per round ``r``: ``density`` and ``sparsity`` over the prunable set,
@@ -113,6 +120,7 @@ def search(
     raise ValueError(f"rank must be one of {RANKS} ('raw' is the reference), got {rank!r}.")
   layers = tuple(layers)
   workdir.mkdir(parents=True, exist_ok=True)
+  runs_dir = workdir if runs_dir is None else runs_dir
   base = (
     round_config if round_config is not None else base_config(fraction, width, round_steps, seed)
   )
@@ -140,7 +148,7 @@ def search(
       with np.load(path) as f:
         masks = lottery.masks_from_arrays({k: f[k] for k in f.files}, theta0)
     else:
-      np.savez(path, **lottery.masks_to_arrays(masks))
+      np.savez_compressed(path, **lottery.masks_to_arrays(masks))
     density = float(sparse.global_density(masks))
     row = {
       'round': r,
@@ -163,11 +171,16 @@ def search(
       continue
     cfg_r = ml_collections.ConfigDict(cfg.to_dict())
     cfg_r.lottery.ticket = str(path)
-    state = train.train_and_evaluate(cfg_r, workdir / f'round{r}')
+    state = train.train_and_evaluate(cfg_r, runs_dir / f'round{r}')
     trained = jax.device_get(state.g.params if rank == 'raw' else state.ema_params)
     agreement = lottery.init_agreement(theta0, trained, masks, rate=RATE)
     agreement_path(workdir, r + 1).write_text(json.dumps(agreement))
     masks = lottery.imp_round(trained, masks, rate=RATE, scope='global')
+    np.savez_compressed(ticket_path(workdir, r + 1), **lottery.masks_to_arrays(masks))
+    if on_round is not None:
+      on_round(
+        [workdir / 'search.json', path, agreement_path(workdir, r + 1), ticket_path(workdir, r + 1)]
+      )
   (workdir / 'tickets.json').write_text(json.dumps(report, indent=2))
   return report
 

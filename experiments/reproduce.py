@@ -552,7 +552,13 @@ def study_lottery(ctx: Context) -> Section:
   def search_then(augment, advaug):
     def make(seed):
       def compute(work: Path, out: Path) -> dict:
-        searched = ctx.store.work / 'lottery' / 'search' / f'seed{seed}'
+        # The tickets are committed with the results, so a search resumes on another machine.
+        searched = ctx.store.results / 'lottery' / 'search' / f'seed{seed}'
+
+        def commit_round(paths):
+          if ctx.store.commit:
+            study_runs.commit_paths(paths, f'Issue 17: lottery ticket search, seed {seed}')
+
         report = lottery_mnist.search(
           ctx.scale.lottery_fraction,
           rounds,
@@ -561,6 +567,8 @@ def study_lottery(ctx: Context) -> Section:
           s.width,
           searched,
           round_config=lottery_config(ctx, seed, False, False),
+          runs_dir=ctx.store.work / 'lottery' / 'search' / f'seed{seed}',
+          on_round=commit_round,
         )
         ticket = str(lottery_mnist.ticket_path(searched, rounds))
         result = training_program(lottery_config(ctx, seed, augment, advaug, ticket))(work, out)

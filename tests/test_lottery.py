@@ -507,6 +507,34 @@ def test_search_prunes_convs_by_the_raw_g_and_logs_the_agreement(fake_search, tm
   assert lottery_mnist.search(0.1, 2, 2, 0, 8, tmp_path) == report and len(fake.rounds) == 2
 
 
+def test_search_resumes_from_its_small_files_alone(fake_search, tmp_path, monkeypatch):
+  """Tickets in one directory, round runs in another: a search whose runs are gone (another
+  machine) resumes from the tickets, and each trained round reports the files it added."""
+  theta0, fake = fake_search
+  workdirs, added = [], []
+  record = fake.__call__
+  monkeypatch.setattr(
+    lottery_mnist.train, 'train_and_evaluate', lambda cfg, w: workdirs.append(w) or record(cfg, w)
+  )
+  tickets, runs = tmp_path / 'tickets', tmp_path / 'runs'
+  report = lottery_mnist.search(0.1, 1, 2, 0, 8, tickets, runs_dir=runs, on_round=added.append)
+  assert workdirs == [runs / 'round0'] and len(fake.rounds) == 1
+  assert added == [
+    [
+      tickets / 'search.json',
+      lottery_mnist.ticket_path(tickets, 0),
+      lottery_mnist.agreement_path(tickets, 1),
+      lottery_mnist.ticket_path(tickets, 1),
+    ]
+  ]
+  assert all(p.exists() for p in added[0])
+  assert lottery_mnist.search(0.1, 2, 2, 0, 8, tickets, runs_dir=tmp_path / 'new')[:2] == report
+  assert workdirs[1:] == [tmp_path / 'new' / 'round1']  # round 0 was not trained again
+  with np.load(lottery_mnist.ticket_path(tickets, 1)) as f:
+    masks = lottery.masks_from_arrays(dict(f), theta0)
+  jax.tree.map(np.testing.assert_array_equal, masks, fake.rounds[1][0])
+
+
 def test_search_ema_ranking_and_prunable_set_are_options(fake_search, tmp_path):
   theta0, fake = fake_search
   lottery_mnist.search(0.1, 1, 2, 0, 8, tmp_path / 'ema', rank='ema', layers=('conv', 'dense'))
