@@ -157,10 +157,12 @@ def convergence(rs: list[dict], key: str = 'fid') -> dict:
 def flatness(curves: list[Sequence[float]], what: str) -> str:
   """``what``'s largest relative spread of the last three evaluations over seeds, and whether
   that is flat (<= 5%); '' without a curve of three evaluations."""
-  spreads = [study_stats.relative_spread(c[-3:]) for c in curves if len(c) >= 3]
-  if not spreads:
+  lasts = [np.asarray(c[-3:], np.float64) for c in curves if len(c) >= 3]
+  if not lasts:
     return ''
-  worst = max(spreads)
+  if any(np.any(v <= 0) for v in lasts):  # a spread relative to 0 is undefined
+    return f'{what}: a last-three evaluation at or below 0 in some seed (still moving)'
+  worst = max(study_stats.relative_spread(v) for v in lasts)
   state = 'flat' if worst <= CONVERGED_SPREAD else 'still moving'
   return f'{what}: largest spread of the last three evaluations over seeds {worst:.1%} ({state})'
 

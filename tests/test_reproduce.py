@@ -192,3 +192,6 @@ def test_flatness_of_curves():
   assert line.startswith('acc: largest spread of the last three evaluations over seeds ')
   assert line.endswith('(still moving)')
   assert study_page.flatness([[9.0, 10.0, 10.0, 10.2]], 'acc').endswith('(flat)')
+  assert study_page.flatness([[0.5, 0.2, 0.0, 0.1]], 'hq').endswith(
+    'at or below 0 in some seed (still moving)'
+  )
