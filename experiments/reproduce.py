@@ -798,8 +798,8 @@ def study_coopinit_grid(ctx: Context) -> Section:
   return Section(
     'CoopInit on the 25-Gaussian grid',
     ctx.command,
-    f'MLP G/D ({len(GRID_HIDDEN)}x{GRID_HIDDEN[0]}; at 3x128 the plain GAN covered all 25 modes '
-    'at 20,000 iterations in 3 of 3 trial seeds), non-saturating loss, Adam 1e-3, batch 256, {sc.toy_steps:,} iterations in '
+    f'MLP G/D ({len(GRID_HIDDEN)}x{GRID_HIDDEN[0]}; in a trial at 3x128 the plain GAN covered '
+    f'all 25 modes at 20,000 iterations with seeds 0-2), non-saturating loss, Adam 1e-3, batch 256, {sc.toy_steps:,} iterations in '
     f'total for both arms; CoopInit spends the first {t_init} cooperatively (K=10 Langevin '
     'steps, delta 0.3, noise 0.03, no clip; `experiments/coopinit_toy.py`). Modes covered and '
     'high-quality samples (within 3 std of the nearest mode) of 2,500 samples '

@@ -155,16 +155,21 @@ def convergence(rs: list[dict], key: str = 'fid') -> dict:
 
 
 def flatness(curves: list[Sequence[float]], what: str) -> str:
-  """``what``'s largest relative spread of the last three evaluations over seeds, and whether
-  that is flat (<= 5%); '' without a curve of three evaluations."""
-  lasts = [np.asarray(c[-3:], np.float64) for c in curves if len(c) >= 3]
-  if not lasts:
+  """How far apart ``what``'s last three evaluations are: on the seed-mean curve (which decides
+  flat, <= 5%, as :func:`convergence`) and at most on one seed; '' without a curve of three."""
+  curves = [np.asarray(c, np.float64) for c in curves if len(c) >= 3]
+  if not curves:
     return ''
+  n = min(len(c) for c in curves)
+  lasts = [c[-3:] for c in curves] + [np.mean([c[:n] for c in curves], axis=0)[-3:]]
   if any(np.any(v <= 0) for v in lasts):  # a spread relative to 0 is undefined
     return f'{what}: a last-three evaluation at or below 0 in some seed (still moving)'
-  worst = max(study_stats.relative_spread(v) for v in lasts)
-  state = 'flat' if worst <= CONVERGED_SPREAD else 'still moving'
-  return f'{what}: largest spread of the last three evaluations over seeds {worst:.1%} ({state})'
+  *single, mean = (study_stats.relative_spread(v) for v in lasts)
+  state = 'flat' if mean <= CONVERGED_SPREAD else 'still moving'
+  return (
+    f'{what}: the last three evaluations of the seed-mean curve lie within {mean:.1%} of one '
+    f'another ({state}; single seeds: up to {max(single):.1%})'
+  )
 
 
 def baseline_summary(rs: list[dict], floor: float, name: str) -> str:
