@@ -138,10 +138,15 @@ def curve(result: dict, key: str = 'fid') -> tuple[np.ndarray, np.ndarray]:
 
 
 def convergence(rs: list[dict], key: str = 'fid') -> dict:
+  """:func:`curve_convergence` of the runs' ``key`` evaluation curves."""
+  return curve_convergence([curve(r, key)[1] for r in rs])
+
+
+def curve_convergence(curves: list[Sequence[float]]) -> dict:
   """Relative spread of the last three evaluations of the seed-mean curve (the arm's curve,
-  which decides ``converged``: <= 5%) and of each seed's own curve."""
-  curves = [curve(r, key)[1] for r in rs]
-  curves = [c for c in curves if len(c) >= 3]
+  which decides ``converged``: <= 5%) and of each seed's own curve; curves shorter than three
+  are left out. Raises ``ValueError`` on a last-three value at or below 0."""
+  curves = [np.asarray(c, np.float64) for c in curves if len(c) >= 3]
   spreads = [study_stats.relative_spread(c[-3:]) for c in curves]
   mean_spread = None
   if curves:
@@ -157,18 +162,17 @@ def convergence(rs: list[dict], key: str = 'fid') -> dict:
 def flatness(curves: list[Sequence[float]], what: str) -> str:
   """How far apart ``what``'s last three evaluations are: on the seed-mean curve (which decides
   flat, <= 5%, as :func:`convergence`) and at most on one seed; '' without a curve of three."""
-  curves = [np.asarray(c, np.float64) for c in curves if len(c) >= 3]
-  if not curves:
-    return ''
-  n = min(len(c) for c in curves)
-  lasts = [c[-3:] for c in curves] + [np.mean([c[:n] for c in curves], axis=0)[-3:]]
-  if any(np.any(v <= 0) for v in lasts):  # a spread relative to 0 is undefined
+  try:
+    conv = curve_convergence(curves)
+  except ValueError:  # a spread relative to 0 is undefined
     return f'{what}: a last-three evaluation at or below 0 in some seed (still moving)'
-  *single, mean = (study_stats.relative_spread(v) for v in lasts)
-  state = 'flat' if mean <= CONVERGED_SPREAD else 'still moving'
+  if conv['mean_spread'] is None:
+    return ''
+  state = 'flat' if conv['converged'] else 'still moving'
   return (
-    f'{what}: the last three evaluations of the seed-mean curve lie within {mean:.1%} of one '
-    f'another ({state}; single seeds: up to {max(single):.1%})'
+    f'{what}: the last three evaluations of the seed-mean curve lie within '
+    f'{conv["mean_spread"]:.1%} of one another ({state}; single seeds: up to '
+    f'{max(conv["spreads"]):.1%})'
   )
 
 
