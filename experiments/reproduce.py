@@ -1033,7 +1033,8 @@ def study_translation(ctx: Context) -> Section:
     ctx.command,
     'MNIST-5k digits (domain A) to thickened, inverted digits (domain B), no pairs '
     '(`jaxgan.data.mnist_translation`). CUT: ResNet G width 16 with 2 blocks, PatchGAN D, '
-    f'LSGAN, PatchNCE over 64 patches per layer; batch 16, {steps} iterations '
+    f"LSGAN on every patch logit (CUT's), PatchNCE over 64 patches per layer; batch 16, "
+    f'{steps} iterations '
     f'(`experiments/translate_mnist.py`); CoopInit spends the first {t_init} cooperatively. '
     'FID of the 500 translated test-A images to the real test-B images (MNIST classifier '
     'features), content accuracy by a domain-B classifier.',

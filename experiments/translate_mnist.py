@@ -70,6 +70,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     '--nce-idt', type=int, choices=(0, 1), default=1, help='identity NCE on real B (CUT: 1)'
   )
   p.add_argument('--lr', type=float, default=2e-4)
+  p.add_argument(
+    '--per-patch',
+    type=int,
+    choices=(0, 1),
+    default=1,
+    help="D's loss on every patch logit (CUT: 1) or on each image's mean patch logit (0)",
+  )
   p.add_argument('--langevin-step', type=float, default=1.0, help='CoopInit delta (drift d^2/2)')
   p.add_argument('--langevin-noise', type=float, default=0.01, help='CoopInit chain noise std')
   p.add_argument('--langevin-steps', type=int, default=10, help='CoopInit K')
@@ -112,6 +119,7 @@ def run_config(args, seed: int) -> dict:
     'lambda_nce',
     'nce_idt',
     'lr',
+    'per_patch',
   )
   config = {k: getattr(args, k) for k in keys}
   if args.coopinit:
@@ -134,7 +142,13 @@ def build(args, seed: int):
   g_module = tr.ResnetGenerator(width=args.width, n_blocks=args.n_blocks)
   d_module = tr.PatchDiscriminator(width=args.d_width, n_layers=args.d_layers)
   tx = tr.cut_optimizer(args.lr)
-  game = tr.cut_game(g_module, d_module, lambda_nce=args.lambda_nce, num_patches=args.num_patches)
+  game = tr.cut_game(
+    g_module,
+    d_module,
+    lambda_nce=args.lambda_nce,
+    num_patches=args.num_patches,
+    per_patch=bool(args.per_patch),
+  )
   state = tr.create_translation_state(
     jax.random.PRNGKey(seed),
     g_module=g_module,

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from jaxgan import checks
-from jaxgan.game import Game, check_label_regularizers, label_kwargs
+from jaxgan.game import Game, check_label_regularizers, label_kwargs, sample_logits
 from jaxgan.state import GANState
 from jaxgan.steps import (
   GANGradients,
@@ -285,6 +285,8 @@ def energy_fn(
 ) -> Callable[[Array], Array]:
   """D as the chain's ``x -> f [B]``: stop-gradient params, no state update.
 
+  A game with ``d_patch_logits`` gives each sample the mean of its patch logits.
+
   Args:
     game: the GAN problem (its ``d_apply``).
     d_variables: ``{'params': ..., **model_state}`` of D.
@@ -295,9 +297,10 @@ def energy_fn(
   if langevin_stats not in LANGEVIN_STATS:
     raise ValueError(f'langevin_stats must be one of {LANGEVIN_STATS}, got {langevin_stats!r}.')
   if langevin_stats == 'batch':
-    return frozen_logits_fn(game, d_variables, label)
+    logits = frozen_logits_fn(game, d_variables, label)
+    return lambda x: sample_logits(logits(x))
   frozen = jax.lax.stop_gradient(d_variables)
-  return lambda x: game.d_apply(frozen, x, train=False, **label_kwargs(label))[0]
+  return lambda x: sample_logits(game.d_apply(frozen, x, train=False, **label_kwargs(label))[0])
 
 
 class _Options(NamedTuple):
@@ -383,6 +386,7 @@ def ebm_gradients(
 
   def loss_fn(d_params):
     q, p, new_ms = d_forward(game, d_params, model_state, real, revised, real_label, fake_label)
+    q, p = sample_logits(q), sample_logits(p)  # the energies (patch logits: their mean)
     loss = ebm_d_loss(q, p)
     reg = jnp.zeros((), loss.dtype)
     if logit_penalty:

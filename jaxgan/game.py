@@ -121,8 +121,12 @@ def make_apply(module: nn.Module) -> ApplyFn:
   return apply
 
 
-def check_logits(out: Any, batch_size: int) -> Array:
-  """D's output as logits ``[B]``: ``[B]`` as is, ``[B, 1]`` squeezed, anything else refused."""
+def check_logits(out: Any, batch_size: int, patches: bool = False) -> Array:
+  """D's output as logits: ``[B]`` as is, ``[B, 1]`` squeezed, anything else refused.
+
+  With ``patches`` (:attr:`Game.d_patch_logits`) any ``[B, ...]`` array is accepted as it is:
+  one logit per patch, each a term of the loss.
+  """
   shape = tuple(getattr(out, 'shape', ()))
   if not hasattr(out, 'shape'):
     raise ValueError(
@@ -131,26 +135,41 @@ def check_logits(out: Any, batch_size: int) -> Array:
     )
   if shape == (batch_size,):
     return out
+  if patches and len(shape) > 1 and shape[0] == batch_size:
+    return out
   if shape == (batch_size, 1):
     return out.reshape(batch_size)
+  if patches:
+    raise ValueError(
+      f'D must return patch logits [B, ...] with B = {batch_size} leading, got shape {shape}.'
+    )
   raise ValueError(
     f'D must return one logit per sample, shape [B] = ({batch_size},) or [B, 1], got shape '
     f'{shape} for a batch of {batch_size}; reduce the other axes in your D (e.g. the mean of '
-    'patch logits) or return out[:, 0].'
+    'patch logits) or return out[:, 0], or set Game(d_patch_logits=True) to make each patch '
+    'logit a term of the loss.'
   )
 
 
-def logits_apply(d_apply: ApplyFn) -> ApplyFn:
-  """``d_apply`` whose output goes through :func:`check_logits` (idempotent)."""
-  if getattr(d_apply, 'returns_logits', False):
-    return d_apply
+def logits_apply(d_apply: ApplyFn, patches: bool = False) -> ApplyFn:
+  """``d_apply`` whose output goes through :func:`check_logits`.
+
+  Idempotent: a wrapped function is rewrapped from the function it wraps, so a game made by
+  :meth:`Game.replace` with another ``d_patch_logits`` checks its own way.
+  """
+  d_apply = getattr(d_apply, 'unchecked', d_apply)
 
   def apply(variables, x, **kwargs):
     out, new_model_state = d_apply(variables, x, **kwargs)
-    return check_logits(out, jnp.shape(x)[0]), new_model_state
+    return check_logits(out, jnp.shape(x)[0], patches), new_model_state
 
-  apply.returns_logits = True
+  apply.unchecked = d_apply
   return apply
+
+
+def sample_logits(logits: Array) -> Array:
+  """One value per sample: patch logits ``[B, ...]`` averaged over their patch axes, ``[B]`` kept."""
+  return jnp.mean(logits, axis=tuple(range(1, logits.ndim))) if logits.ndim > 1 else logits
 
 
 def label_kwargs(label: Array | None) -> dict:
@@ -186,7 +205,7 @@ class Game:
     g_apply: generator, latents ``[B, nz]`` -> images ``[B, H, W, C]``.
     d_apply: discriminator, images -> logits ``[B]`` (or ``[B, 1]``; the
       game stores it wrapped in :func:`logits_apply`, so ``game.d_apply``
-      always returns ``[B]``).
+      returns ``[B]``), or per-patch logits ``[B, ...]`` with ``d_patch_logits``.
     loss: the adversarial loss.
     sample_latents: ``(key, n) -> z``.
     d_regularizers: extra D terms (R1, GP, ...), each already weighted.
@@ -203,6 +222,12 @@ class Game:
       batch-statistics chains.
     num_classes: ``K > 0`` for a class-conditional G and D; 0 for an
       unconditional game.
+    d_patch_logits: D returns one logit per patch, ``[B, ...]`` (a PatchGAN), and every
+      patch logit is a term of the adversarial loss, whose mean then runs over samples and
+      patches (CUT's per-patch MSE). Where one value per sample is needed (CoopInit's
+      energy, the balance ratio's means) it is the mean over patches. The asymmetric
+      one-stage rule (a per-sample gamma) is then refused (``mode='auto'`` picks
+      ``'exact'``), and so is DAT (``d_perturbation``), whose attack takes one logit per sample.
 
   Class-conditional games (``num_classes > 0``) call both apply functions with
   a ``label=`` keyword, int32 labels ``[B]`` in ``[0, K)``; :func:`make_apply`
@@ -226,6 +251,7 @@ class Game:
   d_perturbation: DPerturbation | None = None
   d_batch_coupled: bool | None = None
   num_classes: int = 0
+  d_patch_logits: bool = False
 
   def __post_init__(self):
     coupled = self.d_batch_coupled
@@ -235,8 +261,16 @@ class Game:
       )
     if coupled is not None:
       object.__setattr__(self, 'd_batch_coupled', bool(coupled))
+    if not isinstance(self.d_patch_logits, bool | np.bool_):
+      raise ValueError(f'Game.d_patch_logits must be True or False, got {self.d_patch_logits!r}.')
+    if self.d_patch_logits and self.d_perturbation is not None:
+      raise ValueError(
+        "Game(d_patch_logits=True) with DAT's d_perturbation: the attack takes one logit per "
+        'sample. Average the patch logits in D (e.g. jaxgan.translation.patch_d_apply) and '
+        'keep d_patch_logits=False, or drop the perturbation.'
+      )
     if callable(self.d_apply):
-      object.__setattr__(self, 'd_apply', logits_apply(self.d_apply))
+      object.__setattr__(self, 'd_apply', logits_apply(self.d_apply, bool(self.d_patch_logits)))
     k = self.num_classes
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
       raise ValueError(

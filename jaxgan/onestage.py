@@ -8,7 +8,8 @@ G's own by the rule ``mode`` names:
 * ``'symmetric'`` (minimax, WGAN: ``g = -f``): negated, a gradient reversal; exact for any D.
 * ``'asymmetric'`` (non-saturating, LSGAN): each fake's cotangent scaled by the stop-gradient
   ``gamma_i = g'(p_i) / f'(p_i)`` (the paper's gradient decomposition); exact only for a D that
-  treats samples independently, so refused for a batch-coupled D and for hinge (``f' = 0``).
+  treats samples independently and gives each one logit, so refused for a batch-coupled D, for
+  patch logits (``Game.d_patch_logits``) and for hinge (``f' = 0``).
 * ``'exact'`` (beyond the paper): D's backward taken again with G's cotangent ``g'(p) / B``;
   exact for any loss and any D.
 * ``'auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when exact, else ``exact``.
@@ -88,6 +89,14 @@ def _checked_mode(game: Game, mode: str) -> str:
     raise ValueError(
       f"one-stage mode 'symmetric' needs a symmetric loss (minimax, wgan), got {loss.name!r}; "
       "use mode='asymmetric' (gradient decomposition) or mode='exact'."
+    )
+  if mode in ('auto', 'asymmetric') and game.d_patch_logits:
+    if mode == 'auto':
+      return 'exact'
+    raise ValueError(
+      f'the asymmetric one-stage rule is not exact for patch logits (Game.d_patch_logits) '
+      f"with the {loss.name!r} loss: gamma = g'/f' differs from patch to patch, and one "
+      "cotangent per image cannot carry it. Use mode='exact' (or 'auto', which picks it)."
     )
   if mode in ('auto', 'asymmetric') and slope_vanishes(loss):
     if mode == 'auto':
@@ -202,19 +211,26 @@ def _inputs(game: Game, batch: dict, key: Array, where: str):
   return real, z, y_real, y_fake, (k_in, k_dreg, k_greg)
 
 
+def _mean_term_grad(term, logits: Array) -> Array:
+  """Gradient of ``mean term(logits)`` (an elementwise loss term) with respect to ``logits``.
+
+  The mean runs over every logit: samples ``[B]``, or samples and patches with patch logits.
+  """
+  return jax.grad(lambda x: jnp.sum(term(x)))(logits) / logits.size
+
+
 def _g_cotangent(game, mode, fake, real, ct_fake, d_vjp, p, ct_q, ct_p, d_vars, k_in, y_fake):
   """The cotangent reaching G's output under ``mode`` (or DAT), with G's logits and gamma.
 
   Returns ``(ct_g, p_g, gamma, dropped)``.
   """
   loss, b = game.loss, p.shape[0]
-  g_fake_grad = jax.vmap(jax.grad(loss.g_fake))
   zero = jnp.zeros((), jnp.float32)
   if game.d_perturbation is not None:
     # DAT: G's cotangent at the clean fakes (module docstring).
     d_logits = frozen_logits_fn(game, d_vars, y_fake)
     p_g, clean_vjp = jax.vjp(lambda xf: d_logits(augment_inputs(game, real, xf, k_in)[1]), fake)
-    (ct_g,) = clean_vjp(g_fake_grad(p_g) / b)
+    (ct_g,) = clean_vjp(_mean_term_grad(loss.g_fake, p_g))
     return ct_g, p_g, loss.gamma(p_g), zero
   if mode == 'symmetric':
     return -ct_fake, p, -jnp.ones_like(p), zero
@@ -227,7 +243,7 @@ def _g_cotangent(game, mode, fake, real, ct_fake, d_vjp, p, ct_q, ct_p, d_vars, 
     dropped = jnp.sum(bad).astype(jnp.float32)
     return gamma.reshape((b,) + (1,) * (fake.ndim - 1)) * ct_fake, p, gamma, dropped
   # exact: D's backward again with G's own cotangent at p.
-  _, ct_g = d_vjp((jnp.zeros_like(ct_q), g_fake_grad(p) / b))
+  _, ct_g = d_vjp((jnp.zeros_like(ct_q), _mean_term_grad(loss.g_fake, p)))
   return ct_g, p, loss.gamma(p), zero
 
 
@@ -256,7 +272,7 @@ def _one_stage_pass(game, g_variables, d_variables, batch, key, mode, *, where):
   """:func:`gradients` for a resolved ``mode``; also returns what the step's balance needs."""
   loss = game.loss
   real, z, y_real, y_fake, keys = _inputs(game, batch, key, where)
-  b, k_in = real.shape[0], keys[0]
+  k_in = keys[0]
   (g_params, g_ms), (d_params, d_ms) = split_variables(g_variables), split_variables(d_variables)
 
   # One G forward.
@@ -277,8 +293,8 @@ def _one_stage_pass(game, g_variables, d_variables, batch, key, mode, *, where):
   (q, p), d_vjp, d_new_ms = jax.vjp(d_fwd, d_params, fake, has_aux=True)
 
   # One backward of L_D: D's gradient and the image cotangent.
-  ct_q = jax.vmap(jax.grad(loss.d_real))(q) / b
-  ct_p = jax.vmap(jax.grad(loss.d_fake))(p) / b
+  ct_q = _mean_term_grad(loss.d_real, q)
+  ct_p = _mean_term_grad(loss.d_fake, p)
   d_grads, ct_fake = d_vjp((ct_q, ct_p))
   d_vars = {'params': d_params, **d_ms}
   ct_g, p_g, gamma, dropped = _g_cotangent(

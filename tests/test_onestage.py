@@ -87,6 +87,42 @@ def test_batch_coupled_d_exact_for_symmetric_and_exact_modes(loss_name, mode, d_
     chex.assert_trees_all_close(d_grads, ref_d, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize(
+  'loss_name,mode',
+  [('minimax', 'symmetric'), ('lsgan', 'exact'), ('ns', 'auto'), ('hinge', 'exact')],
+)
+def test_patch_logits_gradients_equal_separate_player_gradients(loss_name, mode):
+  # Every patch logit is a loss term: L_D and L_G are means over samples and patches.
+  with jax.enable_x64(True):
+    z = jax.random.normal(jax.random.PRNGKey(3), (8, tm.LATENT_DIM), jnp.float64)
+    real = tm.real_batch()['image'].astype(jnp.float64)
+    game, g_mod, d_mod = tm.make_game(loss_name, z=z, d_module=tm.TinyPatchD(), d_patch_logits=True)
+    state, g_grads, d_grads, _ = run_one_stage(game, g_mod, d_mod, mode, real)
+    d = lambda dp, x: d_mod.apply({'params': dp}, x, train=True)  # noqa: E731
+    fake = lambda gp: g_mod.apply({'params': gp}, z, train=True)  # noqa: E731
+    f = {'minimax': jax.nn.softplus, 'lsgan': lambda p: p**2 / 2}.get(loss_name)
+    if f is not None:  # the losses written out, independent of jaxgan.losses
+      g = {'minimax': lambda p: -jax.nn.softplus(p), 'lsgan': lambda p: (p - 1) ** 2 / 2}[loss_name]
+      r = {'minimax': lambda q: jax.nn.softplus(-q), 'lsgan': lambda q: (q - 1) ** 2 / 2}[loss_name]
+      ref_d = jax.grad(
+        lambda dp: jnp.mean(r(d(dp, real))) + jnp.mean(f(d(dp, fake(state.g.params))))
+      )(state.d.params)
+      ref_g = jax.grad(lambda gp: jnp.mean(g(d(state.d.params, fake(gp)))))(state.g.params)
+    else:
+      ref_g, ref_d = reference_grads(game, state, real, z)
+    assert d(state.d.params, real).shape == (8, 3)
+    chex.assert_trees_all_close(g_grads, ref_g, rtol=1e-10, atol=1e-13)
+    chex.assert_trees_all_close(d_grads, ref_d, rtol=1e-10, atol=1e-13)
+
+
+def test_asymmetric_rule_refused_for_patch_logits():
+  game, _, _ = tm.make_game('lsgan', d_module=tm.TinyPatchD(), d_patch_logits=True)
+  assert onestage.resolve_mode(game, 'auto') == 'exact'
+  with pytest.raises(ValueError, match='patch logits'):
+    onestage.resolve_mode(game, 'asymmetric')
+  assert onestage.resolve_mode(game.replace(d_patch_logits=False), 'asymmetric') == 'asymmetric'
+
+
 def test_asymmetric_rule_wrong_for_batch_coupled_d_and_refused():
   with jax.enable_x64(True):
     z = jax.random.normal(jax.random.PRNGKey(3), (8, tm.LATENT_DIM), jnp.float64)

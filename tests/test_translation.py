@@ -8,9 +8,10 @@ import optax
 import pytest
 import tiny_models as tm
 
-from jaxgan import coopinit
+from jaxgan import coopinit, dat, steps
 from jaxgan import translation as tr
 from jaxgan.data import mnist_translation as mt
+from jaxgan.game import check_logits
 from jaxgan.onestage import one_stage_step
 from jaxgan.steps import two_stage_step
 
@@ -235,8 +236,8 @@ def test_one_cut_step_with_each_builder(builder):
   game, tx, state, batch = _tiny_cut()
   if builder == 'two_stage':
     step = two_stage_step(game, tx, tx)
-  elif builder == 'one_stage':  # PatchGAN with instance norm is not batch-coupled
-    step = one_stage_step(game, tx, tx, mode='asymmetric')
+  elif builder == 'one_stage':
+    step = one_stage_step(game, tx, tx, mode='auto')  # 'exact': CUT's D gives patch logits
   else:
     step = coopinit.coop_step(game, tx, tx, langevin=coopinit.LangevinConfig(step_size=0.5))
   new, metrics = jax.jit(step)(state, batch)
@@ -245,6 +246,71 @@ def test_one_cut_step_with_each_builder(builder):
     assert float(metrics['g_reg']) > 0
   assert not jnp.allclose(new.g.params['stem']['kernel'], state.g.params['stem']['kernel'])
   assert int(new.step) == 1
+
+
+def _per_patch_setup(per_patch):
+  game, _, state, batch = _tiny_cut()
+  game = tr.cut_game(
+    tr.ResnetGenerator(width=4, n_blocks=1, mlp_units=8, nce_layers=('input', 'block0')),
+    tr.PatchDiscriminator(width=4, n_layers=1),
+    num_patches=8,
+    per_patch=per_patch,
+  )
+  return game, tm.to_f64(state), tm.to_f64(batch)
+
+
+@pytest.mark.parametrize('per_patch', [True, False])
+def test_cut_adversarial_losses_against_cuts_mse(per_patch):
+  # CUT: L_D = (MSE(D(y), 1) + MSE(D(G(x)), 0)) / 2 and L_G = MSE(D(G(x)), 1) over the patch
+  # map; jaxgan's lsgan G term is half of it. per_patch=False scores each image's mean patch.
+  with jax.enable_x64(True):
+    game, state, batch = _per_patch_setup(per_patch)
+    d = tr.PatchDiscriminator(width=4, n_layers=1)
+    d_map = lambda x: d.apply(state.d.variables, x)  # noqa: E731
+    fake = game.g_apply(state.g.variables, batch['latent'], train=True)[0]
+    real = batch['image']
+    assert d_map(real).shape == (4, 2, 2)
+    reduce = (lambda m: m) if per_patch else (lambda m: jnp.mean(m, axis=(1, 2)))
+    mse = lambda m, t: jnp.mean(jnp.square(reduce(m) - t))  # noqa: E731
+    key = jax.random.PRNGKey(0)
+    _, (_, m_d) = steps.d_player_loss(game, state.d.params, {}, real, fake, key)
+    np.testing.assert_allclose(
+      m_d['d_loss'], (mse(d_map(real), 1) + mse(d_map(fake), 0)) / 2, rtol=1e-12
+    )
+    _, (_, m_g) = steps.g_player_loss(
+      game, state.g.params, {}, state.d.variables, batch['latent'], key
+    )
+    np.testing.assert_allclose(m_g['g_loss'], mse(d_map(fake), 1) / 2, rtol=1e-12)
+    if per_patch:  # the two reductions differ by the patch variance of the logits
+      assert (
+        abs(
+          float(m_g['g_loss']) - float(jnp.mean(jnp.square(jnp.mean(d_map(fake), (1, 2)) - 1)) / 2)
+        )
+        > 1e-6
+      )
+
+
+def test_coopinit_energy_of_patch_logits_is_their_mean():
+  with jax.enable_x64(True):
+    game, state, batch = _per_patch_setup(True)
+    d = tr.PatchDiscriminator(width=4, n_layers=1)
+    for stats in coopinit.LANGEVIN_STATS:
+      f = coopinit.energy_fn(game, state.d.variables, stats)(batch['image'])
+      np.testing.assert_allclose(
+        f, jnp.mean(d.apply(state.d.variables, batch['image']), axis=(1, 2)), rtol=1e-12
+      )
+
+
+def test_patch_logits_refuse_dat_and_wrong_shapes():
+  game, _, state, batch = _tiny_cut()  # CUT's default: per-patch
+  with pytest.raises(ValueError, match='one logit per sample'):
+    game.replace(d_perturbation=dat.make_dat_perturbation(step_size=0.5))
+  with pytest.raises(ValueError, match=r'patch logits \[B, \.\.\.\]'):
+    check_logits(jnp.zeros((3, 2, 2)), 4, patches=True)
+  with pytest.raises(ValueError, match='d_patch_logits=True'):
+    game.replace(d_patch_logits=False).d_apply(state.d.variables, batch['image'], train=True)
+  with pytest.raises(ValueError, match='per_patch'):
+    tr.cut_game(tr.ResnetGenerator(), tr.PatchDiscriminator(), per_patch=1)
 
 
 def test_cut_game_refuses_batches_without_latents():

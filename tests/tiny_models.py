@@ -39,6 +39,15 @@ class TinyD(nn.Module):
     return nn.Dense(1)(h)[:, 0]
 
 
+class TinyPatchD(nn.Module):
+  """images -> three per-sample "patch" logits ``[B, 3]`` (for ``Game(d_patch_logits=True)``)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    h = jnp.tanh(nn.Dense(6)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(3)(h)
+
+
 class TinyBND(nn.Module):
   """A D with BatchNorm (batch statistics in train mode, running stats stored)."""
 

@@ -2,8 +2,11 @@
 
 G is a :class:`~jaxgan.translation.models.ResnetGenerator` fed through the batch's
 ``'latent'`` entry ``{'source': A images, 'target': B images}``; D is a
-:class:`~jaxgan.translation.models.PatchDiscriminator` reduced to ``[B]`` by the mean
-over patches. G's loss is ``lambda_GAN * adversarial + PatchNCE`` (a ``g_regularizer``),
+:class:`~jaxgan.translation.models.PatchDiscriminator` whose every patch logit is a term of the
+loss (``Game.d_patch_logits``, CUT's MSE over the patch map), or with ``per_patch=False`` whose
+patch logits are averaged to one logit per image first
+(:func:`~jaxgan.translation.models.patch_d_apply`; with LSGAN a different loss, see there;
+needed for DAT and the asymmetric one-stage rule). G's loss is ``lambda_GAN * adversarial + PatchNCE`` (a ``g_regularizer``),
 so any step of the library trains it (two-stage, one-stage, CoopInit's ``coop_step``,
 which uses the teaching loss and no ``g_regularizers``).
 
@@ -11,8 +14,7 @@ CUT's settings: LSGAN loss, ``lambda_GAN = 1``, ``lambda_NCE = 1``, ``nce_T = 0.
 256 patches, NCE layers 0, 4, 8, 12, 16, 2-layer 256-unit heads, identity NCE on real B,
 Adam(2e-4, b1=0.5, b2=0.999). Loss scale: CUT's LSGAN G loss is ``mean (p - 1)^2``, jaxgan's
 ``lsgan`` is ``(p - 1)^2 / 2``, so with ``loss='lsgan'`` the NCE term is weighted by
-``lambda_NCE / 2`` (:data:`LSGAN_G_SCALE`): G's total loss is then exactly half of CUT's
-(for a one-patch D; see :mod:`jaxgan.translation.models` for the patch-mean reduction),
+``lambda_NCE / 2`` (:data:`LSGAN_G_SCALE`): G's total loss is then exactly half of CUT's,
 which Adam does not see. D's loss equals CUT's ``(MSE(D(y), 1) + MSE(D(G(x)), 0)) / 2``.
 """
 
@@ -22,7 +24,7 @@ import jax
 import optax
 
 from jaxgan import losses
-from jaxgan.game import Game
+from jaxgan.game import Game, make_apply
 from jaxgan.state import GANState, create_state
 from jaxgan.translation.models import (
   PatchDiscriminator,
@@ -53,6 +55,7 @@ def cut_game(
   num_patches: int = 256,
   temperature: float = 0.07,
   identity: bool = True,
+  per_patch: bool = True,
 ) -> Game:
   """The CUT problem.
 
@@ -66,6 +69,9 @@ def cut_game(
     num_patches: PatchNCE positions per layer.
     temperature: PatchNCE temperature.
     identity: the identity NCE term on real B (CUT: on).
+    per_patch: every patch logit is a loss term (CUT); ``False`` takes the loss on each
+      image's mean patch logit (a named deviation: DAT and the asymmetric one-stage rule
+      need one logit per image).
 
   Returns:
     A :class:`~jaxgan.game.Game` whose ``sample_latents`` raises (the batch supplies ``z``).
@@ -74,6 +80,8 @@ def cut_game(
     raise ValueError(
       f'lambda_gan must be > 0, got {lambda_gan!r}; for NCE-only training use a different loop.'
     )
+  if not isinstance(per_patch, bool):
+    raise ValueError(f'per_patch must be True (CUT) or False, got {per_patch!r}.')
   scale = LSGAN_G_SCALE if loss == 'lsgan' else 1.0
   nce = patch_nce_regularizer(
     g_module,
@@ -84,11 +92,12 @@ def cut_game(
   )
   return Game(
     g_apply=translation_g_apply(g_module),
-    d_apply=patch_d_apply(d_module),
+    d_apply=make_apply(d_module) if per_patch else patch_d_apply(d_module),
     loss=losses.get_loss(loss),
     sample_latents=_no_latent_sampler,
     g_regularizers=(nce,),
     d_batch_coupled=False,  # instance norm only: samples are independent
+    d_patch_logits=bool(per_patch),
   )
 
 

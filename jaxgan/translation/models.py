@@ -6,7 +6,8 @@
   logits ``[B, h, w]``; plain stride-2 convs (CUT's ``--no_antialias`` form).
 * Adapters to :class:`jaxgan.game.Game`: :func:`translation_g_apply` (G takes ``z = {'source':
   [B, H, W, C], ...}``, the batch's ``'latent'`` entry, and translates ``z['source']``) and
-  :func:`patch_d_apply` (``[B]`` logits, the mean over patches).
+  :func:`patch_d_apply` (``[B]`` logits, the mean over patches, for a game that needs one logit
+  per image; CUT's loss takes the patch logits themselves, ``Game.d_patch_logits``).
 
 NCE feature layers (:data:`LAYER_NAMES`): CUT takes layers 0, 4, 8, 12, 16 of its 9-block
 generator (``nn.Sequential`` indices): the padded input, the two downsampling convs' outputs
@@ -251,8 +252,10 @@ def patch_d_apply(module: PatchDiscriminator):
   """D's apply for :class:`jaxgan.game.Game`: ``[B]`` = mean of the per-patch logits.
 
   This mean is also the negative energy CoopInit's chain ascends (``U(x) = -mean patch logit``).
-  With LSGAN it differs from CUT's per-patch MSE by the patch variance: ``mean_i (p_i - c)^2 =
-  (mean p - c)^2 + var(p)``.
+  A loss on it is not CUT's: with LSGAN it differs from the per-patch MSE by the patch variance,
+  ``mean_i (p_i - c)^2 = (mean p - c)^2 + var(p)``. CUT's own loss takes every patch logit
+  (``make_apply(module)`` in a ``Game(d_patch_logits=True)``, as
+  :func:`~jaxgan.translation.cut.cut_game` does by default).
   """
   apply = make_apply(module)
 
