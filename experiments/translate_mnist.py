@@ -2,7 +2,8 @@
 
 Task (:mod:`jaxgan.data.mnist_translation`): plain MNIST-5k digits (domain A, half 1)
 to thick, inverted digits (domain B, half 2), unpaired. Model (:mod:`jaxgan.translation`):
-CUT's ResNet G (with PatchNCE heads) and PatchGAN D, LSGAN, Adam(2e-4, b1 0.5, b2 0.999),
+CUT's ResNet G (with PatchNCE heads) and PatchGAN D, LSGAN on every patch logit (``--per-patch
+0``: on each image's mean patch logit), Adam(2e-4, b1 0.5, b2 0.999),
 ``lambda_GAN = lambda_NCE = 1``, ``nce_T = 0.07``, identity NCE on real B, trained with the
 library's two-stage step (one D update, then one G update on the same A batch). With
 ``--coopinit 1`` the first ``--t_init`` iterations are CoopInit's cooperative step
