@@ -1019,9 +1019,9 @@ def study_translation(ctx: Context) -> Section:
     '',
     'Single-seed probes at 600 iterations (seed 0; `experiments/translate_mnist.py` settings '
     'otherwise): content accuracy 0.102 with the per-patch loss, 0.100 with the loss on each '
-    "image's mean patch logit, 0.144 with lambda_NCE 3, 0.112 with 256 NCE patches per layer; "
-    'with lambda_NCE 10, G stays at the identity (content 0.28-0.30, FID to B 314-325 at '
-    '150-600 iterations, 1,500-iteration runs not tried). The PatchNCE loss itself tells '
+    "image's mean patch logit, 0.144 with lambda_NCE 3, 0.112 with 256 NCE patches per layer "
+    '(both per-patch); with lambda_NCE 10 (loss on the image mean), G stays at the identity '
+    '(content 0.28-0.30, FID to B 314-325 at 150-600 iterations). The PatchNCE loss itself tells '
     'sources apart: 1.77 for (x, G(x)) against 4.05 for (x, G(x′)) with x′ another test '
     'image (chance log 64 = 4.16). G keeps the source in the features its own encoder reads, '
     "not in the digit's shape.",
