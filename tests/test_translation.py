@@ -110,6 +110,30 @@ def test_bad_shapes_and_layers_are_rejected():
     tr.patch_nce_regularizer(g, temperature=0.0)
 
 
+def test_kernels_start_from_cuts_scaled_xavier_normal():
+  # CUT: --init_type xavier --init_gain 0.02, std = 0.02 sqrt(2 / (fan_in + fan_out)).
+  x = jnp.zeros((1, 28, 28, 1))
+  g = tr.ResnetGenerator(width=16, n_blocks=2, mlp_units=64)
+  params = g.init(jax.random.PRNGKey(0), x)['params']
+  k = params['down2']['kernel']  # 3x3, 32 -> 64
+  np.testing.assert_allclose(np.std(k), 0.02 * np.sqrt(2 / (9 * 32 + 9 * 64)), rtol=0.05)
+  np.testing.assert_allclose(
+    np.std(params['heads_3_0']['kernel']), 0.02 * np.sqrt(2 / 128), rtol=0.1
+  )
+  d_params = tr.PatchDiscriminator(width=16).init(jax.random.PRNGKey(0), x)['params']
+  np.testing.assert_allclose(
+    np.std(d_params['Conv_1']['kernel']), 0.02 * np.sqrt(2 / 768), rtol=0.05
+  )
+  flax_default = tr.ResnetGenerator(width=16, n_blocks=2, init_gain=None).init(
+    jax.random.PRNGKey(0), x
+  )
+  np.testing.assert_allclose(
+    np.std(flax_default['params']['down2']['kernel']), 1 / np.sqrt(288), rtol=0.1
+  )
+  with pytest.raises(ValueError, match='init_gain'):
+    tr.PatchDiscriminator(init_gain=0.0).init(jax.random.PRNGKey(0), x)
+
+
 def test_patch_discriminator_map_and_game_reduction():
   d = tr.PatchDiscriminator(width=4, n_layers=2)
   x28 = jax.ShapeDtypeStruct((3, 28, 28, 1), jnp.float32)
@@ -207,10 +231,12 @@ def test_latents_with_the_wrong_leading_size_are_rejected():
     step(state, {**tm.real_batch(4), 'latent': z[:3]})
 
 
-def _tiny_cut():
+def _tiny_cut(init_gain=0.02):
   # Two NCE layers (pixels and the bottleneck) keep the compiled step small.
-  g = tr.ResnetGenerator(width=4, n_blocks=1, mlp_units=8, nce_layers=('input', 'block0'))
-  d = tr.PatchDiscriminator(width=4, n_layers=1)
+  g = tr.ResnetGenerator(
+    width=4, n_blocks=1, mlp_units=8, nce_layers=('input', 'block0'), init_gain=init_gain
+  )
+  d = tr.PatchDiscriminator(width=4, n_layers=1, init_gain=init_gain)
   tx = tr.cut_optimizer()
   game = tr.cut_game(g, d, num_patches=8)
   state = tr.create_translation_state(
@@ -249,7 +275,8 @@ def test_one_cut_step_with_each_builder(builder):
 
 
 def _per_patch_setup(per_patch):
-  game, _, state, batch = _tiny_cut()
+  # Flax's larger initial kernels: CUT's 0.02-scaled ones give patch logits of nearly one value.
+  game, _, state, batch = _tiny_cut(init_gain=None)
   game = tr.cut_game(
     tr.ResnetGenerator(width=4, n_blocks=1, mlp_units=8, nce_layers=('input', 'block0')),
     tr.PatchDiscriminator(width=4, n_layers=1),

@@ -19,6 +19,7 @@ generator (``nn.Sequential`` indices): the padded input, the two downsampling co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -46,6 +47,17 @@ def _upsample2x(x: Array) -> Array:
   """Bilinear 2x upsampling (CUT's blur ``Upsample``: taps 1/4, 3/4, half-pixel aligned)."""
   b, h, w, c = x.shape
   return jax.image.resize(x, (b, 2 * h, 2 * w, c), 'bilinear')
+
+
+def kernel_init(gain: float | None):
+  """CUT's initializer: Xavier normal scaled by ``gain`` (CUT: ``--init_type xavier
+  --init_gain 0.02``, biases zero), ``std = gain * sqrt(2 / (fan_in + fan_out))``; ``None``
+  gives Flax's default (LeCun normal)."""
+  if gain is None:
+    return nn.linear.default_kernel_init
+  if not isinstance(gain, int | float) or isinstance(gain, bool) or not gain > 0:
+    raise ValueError(f'init_gain must be > 0 or None (Flax default), got {gain!r} (CUT: 0.02).')
+  return nn.initializers.variance_scaling(gain**2, 'fan_avg', 'normal')
 
 
 def default_nce_layers(n_blocks: int) -> tuple[str, ...]:
@@ -77,12 +89,14 @@ class ResidualBlock(nn.Module):
   """``x + norm(conv3(relu(norm(conv3(x)))))`` with reflect padding."""
 
   features: int
+  init_gain: float | None = 0.02
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    h = nn.Conv(self.features, (3, 3), padding='VALID')(_reflect(x, 1))
+    conv = functools.partial(nn.Conv, kernel_init=kernel_init(self.init_gain))
+    h = conv(self.features, (3, 3), padding='VALID')(_reflect(x, 1))
     h = nn.relu(_norm(h))
-    h = nn.Conv(self.features, (3, 3), padding='VALID')(_reflect(h, 1))
+    h = conv(self.features, (3, 3), padding='VALID')(_reflect(h, 1))
     return x + _norm(h)
 
 
@@ -105,6 +119,8 @@ class ResnetGenerator(nn.Module):
     nce_layers: encoder layers used by PatchNCE (:data:`LAYER_NAMES`); ``None`` for
       :func:`default_nce_layers`.
     mlp_units: width of the 2-layer projection heads (CUT: 256).
+    init_gain: every conv and head kernel from :func:`kernel_init` (CUT: 0.02); ``None``
+      for Flax's default initializer.
   """
 
   width: int = 16
@@ -112,6 +128,7 @@ class ResnetGenerator(nn.Module):
   out_channels: int = 1
   nce_layers: tuple[str, ...] | None = None
   mlp_units: int = 256
+  init_gain: float | None = 0.02
 
   def layers(self) -> tuple[str, ...]:
     """The NCE layer names in use."""
@@ -126,17 +143,17 @@ class ResnetGenerator(nn.Module):
         f'width={self.width}, out_channels={self.out_channels}, '
         f'n_blocks={self.n_blocks}, mlp_units={self.mlp_units}.'
       )
-    w = self.width
-    self.stem = nn.Conv(w, (7, 7), padding='VALID')
-    self.down1 = nn.Conv(2 * w, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    self.down2 = nn.Conv(4 * w, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    self.blocks = [ResidualBlock(4 * w) for _ in range(self.n_blocks)]
-    self.up1 = nn.Conv(2 * w, (3, 3), padding=((1, 1), (1, 1)))
-    self.up2 = nn.Conv(w, (3, 3), padding=((1, 1), (1, 1)))
-    self.out_conv = nn.Conv(self.out_channels, (7, 7), padding='VALID')
-    self.heads = [
-      (nn.Dense(self.mlp_units), nn.Dense(self.mlp_units)) for _ in range(len(self.layers()))
-    ]
+    w, init = self.width, kernel_init(self.init_gain)
+    conv = functools.partial(nn.Conv, kernel_init=init)
+    dense = functools.partial(nn.Dense, self.mlp_units, kernel_init=init)
+    self.stem = conv(w, (7, 7), padding='VALID')
+    self.down1 = conv(2 * w, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    self.down2 = conv(4 * w, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    self.blocks = [ResidualBlock(4 * w, self.init_gain) for _ in range(self.n_blocks)]
+    self.up1 = conv(2 * w, (3, 3), padding=((1, 1), (1, 1)))
+    self.up2 = conv(w, (3, 3), padding=((1, 1), (1, 1)))
+    self.out_conv = conv(self.out_channels, (7, 7), padding='VALID')
+    self.heads = [(dense(), dense()) for _ in range(len(self.layers()))]
 
   def _encode_all(self, x: Array) -> tuple[Array, dict[str, Array]]:
     if x.ndim != 4 or x.shape[1] % 4 or x.shape[2] % 4:
@@ -221,10 +238,12 @@ class PatchDiscriminator(nn.Module):
   Attributes:
     width: channels of the first conv (``ndf``; CUT: 64).
     n_layers: stride-2 convs (3: the 70x70 PatchGAN; 2 for 28x28, a 5x5 map).
+    init_gain: conv kernels from :func:`kernel_init` (CUT: 0.02); ``None`` for Flax's default.
   """
 
   width: int = 16
   n_layers: int = 2
+  init_gain: float | None = 0.02
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -239,13 +258,15 @@ class PatchDiscriminator(nn.Module):
         f'{x.shape[2]} images; use fewer layers (28x28: n_layers <= 2).'
       )
     pad = ((1, 1), (1, 1))
-    h = nn.leaky_relu(nn.Conv(self.width, (4, 4), strides=(2, 2), padding=pad)(x), 0.2)
+    conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=pad)
+    conv = functools.partial(conv, kernel_init=kernel_init(self.init_gain))
+    h = nn.leaky_relu(conv(self.width, strides=(2, 2))(x), 0.2)
     for n in range(1, self.n_layers):
-      h = nn.Conv(self.width * min(2**n, 8), (4, 4), strides=(2, 2), padding=pad)(h)
+      h = conv(self.width * min(2**n, 8), strides=(2, 2))(h)
       h = nn.leaky_relu(_norm(h), 0.2)
-    h = nn.Conv(self.width * min(2**self.n_layers, 8), (4, 4), padding=pad)(h)
+    h = conv(self.width * min(2**self.n_layers, 8))(h)
     h = nn.leaky_relu(_norm(h), 0.2)
-    return nn.Conv(1, (4, 4), padding=pad)(h)[..., 0]
+    return conv(1)(h)[..., 0]
 
 
 def patch_d_apply(module: PatchDiscriminator):
