@@ -72,6 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   p.add_argument('--lr', type=float, default=2e-4)
   p.add_argument(
+    '--init-gain',
+    default='0.02',
+    help="networks' initial kernels: Xavier normal times this gain (CUT: 0.02), or 'flax'",
+  )
+  p.add_argument(
     '--per-patch',
     type=int,
     choices=(0, 1),
@@ -99,6 +104,15 @@ def parse_args(argv=None) -> argparse.Namespace:
   for name in ('steps', 'batch_size', 'width', 'n_blocks', 'd_width', 'd_layers', 'log_every'):
     if getattr(args, name) < 1:
       raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}.')
+  if args.init_gain != 'flax':
+    try:
+      args.init_gain = float(args.init_gain)
+    except ValueError:
+      raise SystemExit(
+        f"--init-gain must be a number > 0 or 'flax', got {args.init_gain!r}."
+      ) from None
+    if not args.init_gain > 0:
+      raise SystemExit(f"--init-gain must be > 0 or 'flax', got {args.init_gain}.")
   if args.eval_every < 0:
     raise SystemExit(f'--eval-every must be >= 0 (0: only at the end), got {args.eval_every}.')
   if args.coopinit and not 0 <= args.t_init <= args.steps:
@@ -121,6 +135,7 @@ def run_config(args, seed: int) -> dict:
     'nce_idt',
     'lr',
     'per_patch',
+    'init_gain',
   )
   config = {k: getattr(args, k) for k in keys}
   if args.coopinit:
@@ -140,8 +155,9 @@ def run_path(workdir: Path, config: dict) -> Path:
 
 
 def build(args, seed: int):
-  g_module = tr.ResnetGenerator(width=args.width, n_blocks=args.n_blocks)
-  d_module = tr.PatchDiscriminator(width=args.d_width, n_layers=args.d_layers)
+  gain = None if args.init_gain == 'flax' else args.init_gain
+  g_module = tr.ResnetGenerator(width=args.width, n_blocks=args.n_blocks, init_gain=gain)
+  d_module = tr.PatchDiscriminator(width=args.d_width, n_layers=args.d_layers, init_gain=gain)
   tx = tr.cut_optimizer(args.lr)
   game = tr.cut_game(
     g_module,
