@@ -154,16 +154,19 @@ def check_logits(out: Any, batch_size: int, patches: bool = False) -> Array:
 def logits_apply(d_apply: ApplyFn, patches: bool = False) -> ApplyFn:
   """``d_apply`` whose output goes through :func:`check_logits`.
 
-  Idempotent: a wrapped function is rewrapped from the function it wraps, so a game made by
-  :meth:`Game.replace` with another ``d_patch_logits`` checks its own way.
+  Idempotent: a function wrapped the same way is returned as it is, one wrapped the other way
+  is rewrapped from the function it wraps (a game made by :meth:`Game.replace` with another
+  ``d_patch_logits`` checks its own way).
   """
+  if getattr(d_apply, 'patches', None) == patches:
+    return d_apply
   d_apply = getattr(d_apply, 'unchecked', d_apply)
 
   def apply(variables, x, **kwargs):
     out, new_model_state = d_apply(variables, x, **kwargs)
     return check_logits(out, jnp.shape(x)[0], patches), new_model_state
 
-  apply.unchecked = d_apply
+  apply.unchecked, apply.patches = d_apply, patches
   return apply
 
 

@@ -10,8 +10,8 @@ G's own by the rule ``mode`` names:
   ``gamma_i = g'(p_i) / f'(p_i)`` (the paper's gradient decomposition); exact only for a D that
   treats samples independently and gives each one logit, so refused for a batch-coupled D, for
   patch logits (``Game.d_patch_logits``) and for hinge (``f' = 0``).
-* ``'exact'`` (beyond the paper): D's backward taken again with G's cotangent ``g'(p) / B``;
-  exact for any loss and any D.
+* ``'exact'`` (beyond the paper): D's backward taken again with G's cotangent ``g'(p) / B``
+  (``/ (B * patches)`` with patch logits); exact for any loss and any D.
 * ``'auto'``: ``symmetric`` for symmetric losses, ``asymmetric`` when exact, else ``exact``.
 
 It is simultaneous gradient descent: G's gradient goes through this iteration's D on the same

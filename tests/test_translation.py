@@ -11,7 +11,7 @@ import tiny_models as tm
 from jaxgan import coopinit, dat, steps
 from jaxgan import translation as tr
 from jaxgan.data import mnist_translation as mt
-from jaxgan.game import check_logits
+from jaxgan.game import check_logits, logits_apply
 from jaxgan.onestage import one_stage_step
 from jaxgan.steps import two_stage_step
 
@@ -338,6 +338,20 @@ def test_patch_logits_refuse_dat_and_wrong_shapes():
     game.replace(d_patch_logits=False).d_apply(state.d.variables, batch['image'], train=True)
   with pytest.raises(ValueError, match='per_patch'):
     tr.cut_game(tr.ResnetGenerator(), tr.PatchDiscriminator(), per_patch=1)
+
+
+def test_logits_check_wraps_once_per_kind():
+  def raw(variables, x, **kwargs):
+    return x[..., 0], {}
+
+  per_sample = logits_apply(raw)
+  assert logits_apply(per_sample) is per_sample  # a Game.replace keeps the wrapped function
+  per_patch = logits_apply(per_sample, patches=True)
+  assert per_patch.unchecked is raw and logits_apply(per_patch, patches=True) is per_patch
+  x = jnp.zeros((2, 3, 3, 1))
+  assert per_patch({}, x)[0].shape == (2, 3, 3)
+  with pytest.raises(ValueError, match='one logit per sample'):
+    per_sample({}, x)
 
 
 def test_cut_game_refuses_batches_without_latents():
