@@ -1009,6 +1009,13 @@ def study_translation(ctx: Context) -> Section:
       f'the exact appearance map (oracle) {refs["oracle"]["fid_b"]:.2f} and '
       f'{refs["oracle"]["content_acc"]:.3f}.',
     ]
+  per_seed = [
+    f'{arm} ' + ', '.join(f'{v:.3f}' for v in study_page.values(rs, acc))
+    for arm, rs in runs.items()
+    if rs
+  ]
+  if per_seed:
+    body[-1] += ' Content accuracy per seed: ' + '; '.join(per_seed) + '.'
   cut_acc = study_page.values(runs['CUT'], acc)
   if cut_acc and np.mean(cut_acc) < 2 * CHANCE_DIGIT:
     body[-1] += (
