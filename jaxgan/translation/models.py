@@ -258,8 +258,9 @@ class PatchDiscriminator(nn.Module):
         f'{x.shape[2]} images; use fewer layers (28x28: n_layers <= 2).'
       )
     pad = ((1, 1), (1, 1))
-    conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=pad)
-    conv = functools.partial(conv, kernel_init=kernel_init(self.init_gain))
+    conv = functools.partial(
+      nn.Conv, kernel_size=(4, 4), padding=pad, kernel_init=kernel_init(self.init_gain)
+    )
     h = nn.leaky_relu(conv(self.width, strides=(2, 2))(x), 0.2)
     for n in range(1, self.n_layers):
       h = conv(self.width * min(2**n, 8), strides=(2, 2))(h)
