@@ -938,6 +938,7 @@ def study_dfad(ctx: Context) -> Section:
   )
   if flat:
     body += ['', f'{flat}; the teacher scores {100 * runs[two][0]["teacher_accuracy"]:.1f}%.']
+    body[-1] += ' ' + study_page.per_seed(runs, acc, 'Student accuracy', 1)
   claims = [
     Claim(
       'one-stage DFAD within 1 point of two-stage',
@@ -1009,13 +1010,9 @@ def study_translation(ctx: Context) -> Section:
       f'the exact appearance map (oracle) {refs["oracle"]["fid_b"]:.2f} and '
       f'{refs["oracle"]["content_acc"]:.3f}.',
     ]
-  per_seed = [
-    f'{arm} ' + ', '.join(f'{v:.3f}' for v in study_page.values(rs, acc))
-    for arm, rs in runs.items()
-    if rs
-  ]
-  if per_seed:
-    body[-1] += ' Content accuracy per seed: ' + '; '.join(per_seed) + '.'
+  seeds = study_page.per_seed(runs, acc, 'Content accuracy', 3)
+  if seeds:
+    body[-1] += ' ' + seeds
   cut_acc = study_page.values(runs['CUT'], acc)
   if cut_acc and np.mean(cut_acc) < 2 * CHANCE_DIGIT:
     body[-1] += (

@@ -131,6 +131,18 @@ def values(rs: list[dict], fn: Callable[[dict], float | None]) -> list[float]:
   return [v for v in map(fn, rs) if v is not None]
 
 
+def per_seed(
+  runs: dict[str, list[dict]], fn: Callable[[dict], float | None], what: str, digits: int
+) -> str:
+  """``'<what> per seed: arm v0, v1, ...; arm ...'`` (empty when no arm has a run)."""
+  parts = [
+    f'{arm} ' + ', '.join(f'{v:.{digits}f}' for v in values(rs, fn))
+    for arm, rs in runs.items()
+    if rs
+  ]
+  return f'{what} per seed: ' + '; '.join(parts) + '.' if parts else ''
+
+
 def curve(result: dict, key: str = 'fid') -> tuple[np.ndarray, np.ndarray]:
   """``(steps, values)`` of one run's evaluation curve."""
   rows = [e for e in study_runs.evals(result) if key in e]

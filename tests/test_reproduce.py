@@ -185,6 +185,14 @@ def test_translation_section_reports_the_baseline_curve_references_and_chance_co
   )
   assert '(flat; single seeds: up to ' in text and 'oracle) 2.88 and 0.978' in text
   assert "CUT's content accuracy, 0.070, is near chance (0.1)" in text
+  assert 'Content accuracy per seed: CUT 0.070, 0.070; CUT + CoopInit 0.070, 0.070.' in text
+
+
+def test_per_seed_lists_each_arm_in_run_order_and_skips_empty_arms():
+  runs = {'a': [{'final': {'x': 1.25}}, {'final': {'x': 3.5}}], 'b': [], 'c': [{'final': {'x': 2}}]}
+  text = study_page.per_seed(runs, study_page.final('x'), 'X', 1)
+  assert text == 'X per seed: a 1.2, 3.5; c 2.0.'
+  assert study_page.per_seed({'a': []}, study_page.final('x'), 'X', 1) == ''
 
 
 def test_flatness_of_curves():
