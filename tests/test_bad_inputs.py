@@ -121,6 +121,14 @@ CONFIG_ROWS = [
     '--config.coopinit.t_init=1',
   ),
   config_row(
+    'coopinit_logit_penalty',
+    '--config.coopinit.logit_penalty=-1.0',
+    'logit_penalty=-1.0',
+    '>= 0 (0: off)',
+    '--config.coopinit.enabled=True',
+    '--config.coopinit.t_init=1',
+  ),
+  config_row(
     'sparse_variant',
     '--config.sparse.variant=relaxx',
     "sparse.variant='relaxx'",

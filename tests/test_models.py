@@ -9,6 +9,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -384,6 +385,19 @@ def test_get_models_routes_arguments():
   assert g.bottom_width == 6
   g, _ = models.get_models('mlp', image_shape=(2,))
   assert tuple(g.out_shape) == (2,)
+
+
+@pytest.mark.parametrize('order', ['prefixed first', 'plain first'])
+def test_a_prefixed_field_wins_over_the_plain_one_in_any_order(order):
+  """``ConfigDict`` sorts its keys, so a config's ``d_width`` reaches the registry before
+  ``width``; the prefixed value must still decide D's width."""
+  pairs = [('d_width', 8), ('g_width', 16), ('width', 32)]
+  kwargs = dict(pairs if order == 'prefixed first' else pairs[::-1])
+  g, d = models.get_models('dcgan28', **kwargs)
+  assert (g.width, d.width) == (16, 8)
+  config = ml_collections.ConfigDict({'width': 32})
+  config.d_width = 8
+  assert models.get_models('dcgan28', **config)[1].width == 8
 
 
 def test_get_models_rejects_bad_input():

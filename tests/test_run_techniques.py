@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -134,3 +135,22 @@ def test_every_technique_is_checked_without_jax():
   assert error.startswith("config.lottery.ticket='/nonexistent/ticket.npz' is invalid"), out
   assert counts == f'{len(wiring.TECHNIQUES)} {len(wiring.TECHNIQUES)}'
   assert modules == '[]'
+
+
+@pytest.mark.parametrize('penalty', [0.0, 0.5])
+def test_coopinit_logit_penalty_of_the_config_reaches_d_loss(tmp_path, penalty):
+  """``coopinit.logit_penalty`` adds ``lambda (mean f(x)^2 + mean f(x_tilde)^2)`` to D's EBM
+  loss in the training program: by Jensen at least ``lambda`` times the squared mean logits."""
+  c = toy2d.get_config('8ring')
+  c.update(num_steps=3, batch_size=16, toy_points=256, log_every=1)
+  c.update(eval_samples=0, sample_every=0, checkpoint_every=3)
+  c.model_kwargs.hidden = (8,)
+  c.coopinit.update(enabled=True, t_init=2, n_steps=2, logit_penalty=penalty)
+  train.train_and_evaluate(c, tmp_path)
+  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  coop = [r for r in rows if 'coop/d_reg' in r]
+  assert len(coop) == 2
+  for r in coop:
+    floor = penalty * (r['d_real'] ** 2 + r['d_fake'] ** 2)
+    assert r['coop/d_reg'] >= floor - 1e-6
+    assert (r['coop/d_reg'] > 0) == (penalty > 0)

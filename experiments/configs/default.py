@@ -70,6 +70,7 @@ def get_config():
       n_steps=10,
       noise_scale=0.01,
       teach_sigma=0.3,
+      logit_penalty=0.0,
       reset_moments=False,
     )
   )

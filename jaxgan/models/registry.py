@@ -139,9 +139,13 @@ def get_models(
 
 
 def _route_fields(name: str, spec: _Spec, kwargs: dict, g_kw: dict, d_kw: dict) -> None:
-  """Adds ``kwargs`` to G's and D's fields: ``g_``/``d_`` prefixed to one, plain to both."""
+  """Adds ``kwargs`` to G's and D's fields: ``g_``/``d_`` prefixed to one, plain to both.
+
+  A prefixed field wins over the plain one whatever their order (``ConfigDict`` sorts its
+  keys, so ``d_width`` comes before ``width``)."""
   g_fields, d_fields = _fields(spec.g_cls), _fields(spec.d_cls)
-  for key, value in kwargs.items():
+  prefixed = lambda key: key[:2] in ('g_', 'd_') and key[2:] in (g_fields, d_fields)[key[0] == 'd']
+  for key, value in sorted(kwargs.items(), key=lambda kv: prefixed(kv[0])):
     if key.startswith('g_') and key[2:] in g_fields:
       targets = [(g_kw, key[2:])]
     elif key.startswith('d_') and key[2:] in d_fields:

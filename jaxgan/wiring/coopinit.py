@@ -33,8 +33,9 @@ class CoopInit(Technique):
     for field in ('step_size', 'teach_sigma'):
       if not is_number(coop[field]) or coop[field] <= 0:
         fail(f'coopinit.{field}', coop[field], 'use a positive value.')
-    if not is_number(coop.noise_scale) or coop.noise_scale < 0:
-      fail('coopinit.noise_scale', coop.noise_scale, 'use a value >= 0.')
+    for field in ('noise_scale', 'logit_penalty'):
+      if not is_number(coop[field]) or coop[field] < 0:
+        fail(f'coopinit.{field}', coop[field], 'use a value >= 0 (0: off).')
 
   def setup(self, run) -> None:
     from jaxgan import coopinit
@@ -52,6 +53,7 @@ class CoopInit(Technique):
         clip=None if config.dataset in TOY_DATASETS else (-1.0, 1.0),
       ),
       teach_sigma=c.teach_sigma,
+      logit_penalty=c.logit_penalty,
       ema_decay=config.ema_decay if config.ema_decay > 0 else None,
     )
 
