@@ -1,6 +1,7 @@
 """experiments.reproduce: stored arm-seed runs, computed verdicts, the page and its status."""
 
 import dataclasses
+import itertools
 import json
 
 import pytest
@@ -208,3 +209,10 @@ def test_flatness_of_curves():
   assert '(flat; single seeds: up to 4.0%)' in flat
   zero = study_page.flatness([[0.5, 0.2, 0.0, 0.1]], 'hq')
   assert zero.endswith('at or below 0 in some seed (still moving)')
+
+
+@pytest.mark.parametrize('modes, samples', [(2, 1), (3, 3), (4, 2), (5, 4)])
+def test_uniform_coverage_is_the_mean_count_of_distinct_modes_over_all_draws(modes, samples):
+  draws = list(itertools.product(range(modes), repeat=samples))
+  exact = sum(len(set(d)) for d in draws) / len(draws)
+  assert reproduce.uniform_coverage(modes, samples) == pytest.approx(exact, rel=1e-12)
