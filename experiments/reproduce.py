@@ -722,6 +722,26 @@ def study_sparse(ctx: Context) -> Section:
 GRID_HIDDEN = (64, 64, 64)
 
 
+def uniform_coverage(modes: int, samples: int) -> float:
+  """Expected number of ``modes`` hit by ``samples`` uniform draws."""
+  return modes * (1.0 - (1.0 - 1.0 / modes) ** samples)
+
+
+def mode_dropping(gan_modes: list[float], modes: int, samples: int) -> list[str]:
+  """Whether the plain GAN demonstrably drops modes: the 95% t interval of its mean count
+  lies below what the uniform law over ``modes`` covers in ``samples`` draws."""
+  if len(gan_modes) < 2:
+    return []
+  high, full = study_stats.mean_interval(gan_modes).high, uniform_coverage(modes, samples)
+  verdict = 'demonstrably drops modes' if high < full else 'does not demonstrably drop modes'
+  return [
+    '',
+    f'The plain GAN covers {np.mean(gan_modes):.1f} of {modes:,} modes (95% t interval up to '
+    f'{high:.1f}; the uniform law over the modes covers {full:.1f} on average in {samples:,} '
+    f'samples): it {verdict} in this setting.',
+  ]
+
+
 def study_coopinit_grid(ctx: Context) -> Section:
   sc = ctx.scale
   t_init = sc.toy_steps // 10
@@ -756,14 +776,7 @@ def study_coopinit_grid(ctx: Context) -> Section:
     sc.seeds,
   )
   gan_modes = study_page.values(runs['GAN'], modes)
-  if len(gan_modes) >= 2:
-    high = study_stats.mean_interval(gan_modes).high
-    body += [
-      '',
-      f'The plain GAN covers {np.mean(gan_modes):.1f} of 25 modes (95% t interval up to '
-      f'{high:.1f}): it {"demonstrably drops modes" if high < 25 else "does not demonstrably drop modes"}'
-      ' in this setting.',
-    ]
+  body += mode_dropping(gan_modes, 25, 2500)
   flat = study_page.flatness(
     [study_page.curve(r, 'high_quality_fraction')[1] for r in runs['GAN']],
     'Plain GAN, high-quality fraction',
@@ -822,11 +835,6 @@ STACKED_D_SHRINK = 4
 STACKED_COOP = dict(logit_penalty=0.5, step_size=0.3, noise_scale=0.01)
 
 
-def uniform_coverage(modes: int, samples: int) -> float:
-  """Expected number of ``modes`` hit by ``samples`` uniform draws."""
-  return modes * (1.0 - (1.0 - 1.0 / modes) ** samples)
-
-
 def study_coopinit_stacked(ctx: Context) -> Section:
   s = ctx.scale.mnist
   t_init = max(s.steps // 10, 1)
@@ -860,10 +868,9 @@ def study_coopinit_stacked(ctx: Context) -> Section:
     body += [
       '',
       'Plain GAN: the last three mode counts of its seed-mean curve lie within '
-      f'{conv["mean_spread"]:.1%} of one another. A generator of the uniform law over the '
-      f'1,000 modes would cover {uniform_coverage(1000, 10 * s.eval_samples):.1f} of them on '
-      f'average in {10 * s.eval_samples:,} samples, so the plain GAN drops modes.',
+      f'{conv["mean_spread"]:.1%} of one another.',
     ]
+  body += mode_dropping(study_page.values(runs['GAN'], modes), 1000, 10 * s.eval_samples)
   curve_path, curve_ref = ctx.fig('coopinit_stacked_modes.png')
   figures = []
   if study_page.plot_curves(

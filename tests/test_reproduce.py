@@ -216,3 +216,11 @@ def test_uniform_coverage_is_the_mean_count_of_distinct_modes_over_all_draws(mod
   draws = list(itertools.product(range(modes), repeat=samples))
   exact = sum(len(set(d)) for d in draws) / len(draws)
   assert reproduce.uniform_coverage(modes, samples) == pytest.approx(exact, rel=1e-12)
+
+
+def test_mode_dropping_is_decided_by_the_interval_against_uniform_coverage():
+  assert 'it demonstrably drops modes' in reproduce.mode_dropping([20, 21, 22], 25, 2500)[1]
+  assert 'does not demonstrably drop' in reproduce.mode_dropping([25, 24, 25], 25, 2500)[1]
+  # 10 uniform draws over 25 modes cover about 8.4: 9 of 25 is no evidence of dropping
+  assert 'does not demonstrably drop' in reproduce.mode_dropping([9, 9.5, 10], 25, 10)[1]
+  assert reproduce.mode_dropping([20], 25, 2500) == []
