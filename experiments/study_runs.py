@@ -69,13 +69,16 @@ class Store:
     out = self.result_dir(study, arm, seed)
     path = out / 'result.json'
     wanted = getattr(compute, 'config', None)
+    changed = []
     if path.exists() and wanted is not None and (out / 'config.json').exists():
       changed = stale_fields((out / 'config.json').read_text(), wanted)
-      if changed:
-        raise ValueError(
-          f'{out} was trained with other settings ({", ".join(changed[:6])}); move it away '
-          'to train the run again, or restore the settings it was trained with.'
-        )
+    if path.exists() and hasattr(compute, 'settings'):
+      changed = changed_settings(json.loads(path.read_text()), compute.settings)
+    if changed:
+      raise ValueError(
+        f'{out} was trained with other settings ({", ".join(changed[:6])}); move it away '
+        'to train the run again, or restore the settings it was trained with.'
+      )
     if not path.exists():
       if not self.train:
         self.missing.append((study, arm, seed))
@@ -119,6 +122,35 @@ def stale_fields(saved_json: str, config: ml_collections.ConfigDict) -> list[str
     for name, value in now.items()
     if not covered(name, free) and saved.get(name, defaults.get(name, missing)) != value
   )
+
+
+def changed_settings(stored: dict, settings: dict) -> list[str]:
+  """The settings in which a stored run of an experiment script (:func:`script_run`)
+  differs from ``settings``; ``['settings (not recorded)']`` when it has none."""
+  saved = stored.get('settings')
+  if saved is None:
+    return ['settings (not recorded)']
+  now = json.loads(json.dumps(settings))
+  return sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+
+
+def flags(settings: dict) -> list[str]:
+  """Command-line flags of an experiment script from ``settings``: ``{'batch-size': 16}`` ->
+  ``['--batch-size', '16']``."""
+  return [x for name, value in settings.items() for x in (f'--{name}', str(value))]
+
+
+def script_run(run: Compute, settings: dict) -> Compute:
+  """A :data:`Compute` for a run of an experiment script: ``run(work, out)`` gives the
+  result, which is stored with ``settings`` (JSON values: everything the script's result
+  depends on). A stored run with other settings is refused, like a training-program run
+  with another config."""
+
+  def compute(work: Path, out: Path) -> dict:
+    return {**run(work, out), 'settings': settings}
+
+  compute.settings = settings
+  return compute
 
 
 def commit_paths(paths: list[Path], message: str) -> None:

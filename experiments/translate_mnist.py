@@ -3,7 +3,8 @@
 Task (:mod:`jaxgan.data.mnist_translation`): plain MNIST-5k digits (domain A, half 1)
 to thick, inverted digits (domain B, half 2), unpaired. Model (:mod:`jaxgan.translation`):
 CUT's ResNet G (with PatchNCE heads) and PatchGAN D, LSGAN on every patch logit (``--per-patch
-0``: on each image's mean patch logit), Adam(2e-4, b1 0.5, b2 0.999),
+0``: on each image's mean patch logit), Adam(2e-4, b1 0.5, b2 0.999) with CUT's
+schedule (constant, then linear decay to 0 over the second half; ``--lr-decay-from``),
 ``lambda_GAN = lambda_NCE = 1``, ``nce_T = 0.07``, identity NCE on real B, trained with the
 library's two-stage step (one D update, then one G update on the same A batch). With
 ``--coopinit 1`` the first ``--t_init`` iterations are CoopInit's cooperative step
@@ -72,6 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   p.add_argument('--lr', type=float, default=2e-4)
   p.add_argument(
+    '--lr-decay-from',
+    type=float,
+    default=0.5,
+    help='fraction of --steps after which the lr decays linearly to 0 (CUT: 0.5; 1: constant)',
+  )
+  p.add_argument(
     '--init-gain',
     default='0.02',
     help="networks' initial kernels: Xavier normal times this gain (CUT: 0.02), or 'flax'",
@@ -113,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       ) from None
     if not args.init_gain > 0:
       raise SystemExit(f"--init-gain must be > 0 or 'flax', got {args.init_gain}.")
+  if not 0.0 <= args.lr_decay_from <= 1.0:
+    raise SystemExit(f'--lr-decay-from must be in [0, 1] (CUT: 0.5), got {args.lr_decay_from}.')
   if args.eval_every < 0:
     raise SystemExit(f'--eval-every must be >= 0 (0: only at the end), got {args.eval_every}.')
   if args.coopinit and not 0 <= args.t_init <= args.steps:
@@ -134,6 +143,7 @@ def run_config(args, seed: int) -> dict:
     'lambda_nce',
     'nce_idt',
     'lr',
+    'lr_decay_from',
     'per_patch',
     'init_gain',
   )
@@ -158,7 +168,7 @@ def build(args, seed: int):
   gain = None if args.init_gain == 'flax' else args.init_gain
   g_module = tr.ResnetGenerator(width=args.width, n_blocks=args.n_blocks, init_gain=gain)
   d_module = tr.PatchDiscriminator(width=args.d_width, n_layers=args.d_layers, init_gain=gain)
-  tx = tr.cut_optimizer(args.lr)
+  tx = tr.cut_optimizer(args.lr, total_steps=args.steps, decay_from=args.lr_decay_from)
   game = tr.cut_game(
     g_module,
     d_module,

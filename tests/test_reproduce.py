@@ -138,6 +138,35 @@ def test_a_stored_run_of_other_settings_is_refused_not_reused(tmp_path):
   assert study_runs.stale_fields(json.dumps(saved), cfg) == ['num_steps']  # not eval_every
 
 
+def test_a_stored_script_run_of_other_or_unrecorded_settings_is_refused(tmp_path):
+  calls = []
+
+  def make(steps):
+    def run(work, out):
+      calls.append(steps)
+      return {'final': {'fid': float(steps)}}
+
+    return study_runs.script_run(run, {'seeds': '0', 'steps': steps, 'batch-size': 16})
+
+  s = store(tmp_path)
+  first = s.get('study', 'arm', 0, make(1500))
+  assert first['settings'] == {'seeds': '0', 'steps': 1500, 'batch-size': 16}
+  assert s.get('study', 'arm', 0, make(1500))['final']['fid'] == 1500.0 and calls == [1500]
+  with pytest.raises(ValueError, match=r'other settings \(steps\); move it away'):
+    s.get('study', 'arm', 0, make(2400))
+  path = s.result_dir('study', 'arm', 0) / 'result.json'
+  path.write_text('{"final": {"fid": 1.0}}')  # stored before settings were recorded
+  with pytest.raises(ValueError, match=r'other settings \(settings \(not recorded\)\)'):
+    s.get('study', 'arm', 0, make(1500))
+  assert calls == [1500]
+  assert study_runs.flags({'batch-size': 16, 't_init': 240}) == [
+    '--batch-size',
+    '16',
+    '--t_init',
+    '240',
+  ]
+
+
 def test_calibration_finding_names_the_legible_and_the_lowest_fid_candidates():
   def run(fid, legible):
     return [{'final': {'fid': fid}, 'legible_fraction': legible}]
@@ -164,21 +193,27 @@ def test_one_seed_shows_no_spread_and_an_empty_reference_no_margin_value():
   )
 
 
-def test_translation_section_reports_the_baseline_curve_references_and_chance_content(tmp_path):
+def test_translation_section_reports_the_baseline_curve_references_and_chance_content(
+  tmp_path, monkeypatch
+):
   refs = {
     'identity': {'fid_b': 407.9, 'content_acc': 0.274},
     'oracle': {'fid_b': 2.88, 'content_acc': 0.978},
   }
+  argvs = []
 
-  def fake(seed):
-    def compute(work, out):
-      fids = [86.9, 36.4, 36.3, 36.0 + seed]
-      curve = [{'step': 150 * (i + 1), 'fid_b': f, 'content_acc': 0.07} for i, f in enumerate(fids)]
-      return {'final': {'fid_b': fids[-1], 'content_acc': 0.07}, 'curve': curve, 'references': refs}
+  def fake_main(argv):
+    argvs.append(argv)
+    seed = int(argv[argv.index('--seeds') + 1])
+    fids = [86.9, 36.4, 36.3, 36.0 + seed]
+    curve = [{'step': 150 * (i + 1), 'fid_b': f, 'content_acc': 0.07} for i, f in enumerate(fids)]
+    scores = {'fid_b': fids[-1], 'content_acc': 0.07, 'curve': curve}
+    return {'runs': [{'scores': scores}], 'references': refs}
 
-    return compute
-
-  store(tmp_path).arms({'CUT': ('translation', fake), 'CUT + CoopInit': ('translation', fake)}, 2)
+  monkeypatch.setattr(reproduce.translate_mnist, 'main', fake_main)
+  trained = reproduce.Context(reproduce.QUICK, store(tmp_path), tmp_path, 'C', 1.87, None)
+  reproduce.study_translation(trained)
+  assert len(argvs) == 4 and all('--lr-decay-from' in a for a in argvs)
   ctx = reproduce.Context(reproduce.QUICK, store(tmp_path, train=False), tmp_path, 'C', 1.87, None)
   text = reproduce.study_translation(ctx).markdown()
   assert (

@@ -443,3 +443,40 @@ def test_domain_b_classifier_scores_the_oracle_and_not_the_identity(task):
   oracle = data_lib.to_float(mt.appearance_b(plain))
   assert tr_metrics.content_accuracy(ex, oracle, t['source_label']) > 0.95
   assert tr_metrics.content_accuracy(ex, t['source'], t['source_label']) < 0.5
+
+
+def test_cut_schedule_is_constant_then_linear_to_zero_like_cuts_linear_policy():
+  base, total = 2e-4, 10
+  # Adam's bias-corrected moment ratio is 1 for a constant gradient of 1 (eps aside),
+  # so each update is minus the step's learning rate.
+  expected = [base if c < 5 else base * (total - c) / (total - 5) for c in range(total)]
+  for decay_from, want in ((0.5, expected), (1.0, [base] * total)):
+    tx = tr.cut_optimizer(base, total_steps=total, decay_from=decay_from)
+    params = jnp.zeros(3)
+    state = tx.init(params)
+    got = []
+    for _ in range(total):
+      updates, state = tx.update(jnp.ones(3), state, params)
+      got.append(-float(updates[0]))
+    np.testing.assert_allclose(got, want, rtol=1e-4)  # float32 bias corrections
+  assert tr.cut_optimizer(base).init(jnp.zeros(1))[0].count == 0  # constant without a length
+
+
+@pytest.mark.parametrize(
+  'kwargs, match',
+  [
+    (dict(total_steps=0), r'total_steps must be an int >= 1.*got 0'),
+    (dict(total_steps=10, decay_from=1.5), r'decay_from must be in \[0, 1\].*got 1.5'),
+  ],
+)
+def test_cut_schedule_rejects_bad_lengths(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    tr.cut_optimizer(**kwargs)
+
+
+def test_translate_script_rejects_a_decay_fraction_outside_0_1():
+  from experiments import translate_mnist
+
+  with pytest.raises(SystemExit, match=r'--lr-decay-from must be in \[0, 1\].*got 2.0'):
+    translate_mnist.parse_args(['--lr-decay-from', '2'])
+  assert translate_mnist.parse_args([]).lr_decay_from == 0.5

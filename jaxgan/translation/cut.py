@@ -101,9 +101,40 @@ def cut_game(
   )
 
 
-def cut_optimizer(learning_rate: float = 2e-4, b1: float = 0.5, b2: float = 0.999):
-  """CUT's optimizer for G (with its heads) and D: ``optax.adam(2e-4, 0.5, 0.999)``."""
-  return optax.adam(learning_rate, b1=b1, b2=b2)
+def cut_optimizer(
+  learning_rate: float = 2e-4,
+  b1: float = 0.5,
+  b2: float = 0.999,
+  *,
+  total_steps: int | None = None,
+  decay_from: float = 0.5,
+) -> optax.GradientTransformation:
+  """CUT's optimizer for G (with its heads) and D: ``optax.adam(2e-4, 0.5, 0.999)``.
+
+  With ``total_steps``, the learning rate follows CUT's ``linear`` policy: constant for
+  the first ``decay_from`` of the run, then linearly down to 0 at ``total_steps`` (CUT
+  trains 200 epochs at the base rate, then decays over 200 more, per epoch; here per step).
+  ``decay_from=1`` keeps it constant. Without ``total_steps`` the rate is constant.
+  """
+  if total_steps is None:
+    return optax.adam(learning_rate, b1=b1, b2=b2)
+  if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+    raise ValueError(
+      f'cut_optimizer: total_steps must be an int >= 1 (the run length), got {total_steps!r}.'
+    )
+  if not 0.0 <= decay_from <= 1.0:
+    raise ValueError(f'cut_optimizer: decay_from must be in [0, 1] (CUT: 0.5), got {decay_from!r}.')
+  start = round(decay_from * total_steps)
+  if start >= total_steps:
+    return optax.adam(learning_rate, b1=b1, b2=b2)
+  schedule = optax.join_schedules(
+    [
+      optax.constant_schedule(learning_rate),
+      optax.linear_schedule(learning_rate, 0.0, total_steps - start),
+    ],
+    [start],
+  )
+  return optax.adam(schedule, b1=b1, b2=b2)
 
 
 def create_translation_state(
