@@ -77,7 +77,7 @@ def make_config(args: argparse.Namespace):
   c.log_every = max(1, args.steps // 6)
   c.sample_every = args.steps  # one grid (a row per class) at the end
   c.eval_samples = 0  # scored below instead
-  c.checkpoint_every = args.steps
+  c.checkpoint_every = max(1, args.steps // 5)  # a kill loses at most a fifth of the run
   c.keep_checkpoints = 1
   return c
 

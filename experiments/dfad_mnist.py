@@ -17,7 +17,8 @@ updates and then one shared pass that updates the student and G together
 Reference settings (``DFAD_mnist.py``): batch 512, nz 100, student SGD 0.01
 (momentum 0.9, weight decay 1e-4), G Adam 1e-3, 5 student updates per G update,
 40 x 50 iterations. The defaults here are smaller so a run takes minutes on a
-shared CPU.
+shared CPU. A killed run resumes from its checkpoint in ``--workdir`` (saved at every
+evaluation, removed when the run ends).
 
 Run: ``python -m experiments.dfad_mnist [--iters 300]
 [--schedules two_stage:5,one_stage:1,one_stage:5] [--json out.json]``.
@@ -26,15 +27,18 @@ Run: ``python -m experiments.dfad_mnist [--iters 300]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import optax
 
+from experiments.loop_checkpoints import LoopCheckpoints
 from jaxgan import distill
 from jaxgan.game import make_apply
 from jaxgan.metrics import mnist as mnist_metrics
@@ -80,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--data-dir', default=None)
   p.add_argument('--json', default=None, help='write the results here')
+  p.add_argument(
+    '--workdir',
+    default='runs/dfad_mnist',
+    help='checkpoints of unfinished runs (one per schedule and settings), to resume a killed run',
+  )
   args = p.parse_args(argv)
   for name in (
     'iters',
@@ -152,26 +161,45 @@ def build(args, teacher_module, teacher_params, schedule: str, k: int):
   return jax.jit(step, donate_argnums=0), state, student
 
 
+def checkpoint_dir(args, label: str) -> Path:
+  """Where the run of schedule ``label`` with these settings keeps its checkpoints."""
+  settings = {k: v for k, v in vars(args).items() if k not in ('json', 'workdir', 'runs')}
+  settings.pop('bench_rounds')
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+  return Path(args.workdir) / f'{label.replace(":", "")}_seed{args.seed}_{digest}'
+
+
 def train(args, label, schedule, k, teacher_module, teacher_params, test):
+  """One schedule's run, resumed from its last checkpoint (saved at every evaluation)."""
   step, state, student = build(args, teacher_module, teacher_params, schedule, k)
   t0 = time.perf_counter()
   compiled = step.lower(state).compile()
   compile_s = time.perf_counter() - t0
   accuracy = lambda st: classifier_accuracy(student, st.d.params, test['image'], test['label'])
-  curve, train_s = [], 0.0
-  for i in range(args.iters):
-    t0 = time.perf_counter()
-    state, metrics = compiled(state)
-    jax.block_until_ready(state)
-    train_s += time.perf_counter() - t0
-    if (i + 1) % args.eval_every == 0 or i + 1 == args.iters:
-      acc = accuracy(state)
-      curve.append((i + 1, acc))
-      print(
-        f'  [{label}] iter {i + 1:5d}  L {float(metrics["distill/student_loss"]):.4f}  '
-        f'student acc {acc:.4f}  train {train_s:.1f}s',
-        flush=True,
-      )
+  ckpts = LoopCheckpoints(checkpoint_dir(args, label))
+  state, progress, start = ckpts.restore(state, {'curve': [], 'train_seconds': 0.0})
+  curve, train_s = progress['curve'], progress['train_seconds']
+  if start:
+    print(f'  [{label}] resumed at iteration {start} from {ckpts.directory}', flush=True)
+  try:
+    for i in range(start, args.iters):
+      t0 = time.perf_counter()
+      state, metrics = compiled(state)
+      jax.block_until_ready(state)
+      train_s += time.perf_counter() - t0
+      if (i + 1) % args.eval_every == 0 or i + 1 == args.iters:
+        acc = accuracy(state)
+        curve.append([i + 1, acc])
+        print(
+          f'  [{label}] iter {i + 1:5d}  L {float(metrics["distill/student_loss"]):.4f}  '
+          f'student acc {acc:.4f}  train {train_s:.1f}s',
+          flush=True,
+        )
+        if i + 1 < args.iters:
+          ckpts.save(i + 1, state, {'curve': curve, 'train_seconds': train_s})
+  finally:
+    ckpts.close()
+  ckpts.remove()
   result = {
     'schedule': label,
     'student_updates_per_iter': int(metrics['distill/student_updates']),

@@ -927,9 +927,8 @@ def study_dfad(ctx: Context) -> Section:
       settings['eval-every'] = max(iters // 10, 1)
 
       def run(work: Path, out: Path) -> dict:
-        del work
         path = out / 'dfad.json'
-        dfad_mnist.main([*flags(settings), '--json', str(path)])
+        dfad_mnist.main([*flags(settings), '--workdir', str(work), '--json', str(path)])
         r = json.loads(path.read_text())
         run = r['runs'][0]
         return {

@@ -23,7 +23,8 @@ images and the exact appearance map of test-A ("oracle").
 Defaults are small for a 2-core CPU: G width 16 with 2 blocks, D width 16 with 2 layers
 (5x5 patches), batch 32, 400 iterations, 64 NCE patches per layer (CUT: 256 at 256x256
 with batch 1; a 28x28 map has 784, 196 and 49 positions). Each finished run is stored as
-JSON in ``--workdir`` and reused when its configuration matches.
+JSON in ``--workdir`` and reused when its configuration matches; an interrupted run resumes
+from its last checkpoint there (saved at every evaluation).
 
 Run: ``python -m experiments.translate_mnist --seeds 0,1,2 --steps 400 --coopinit 1
 --t_init 20 [--workdir runs/translate_mnist] [--json summary.json]``.
@@ -40,6 +41,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from experiments.loop_checkpoints import LoopCheckpoints
 from experiments.timing import machine
 from jaxgan import coopinit
 from jaxgan import translation as tr
@@ -95,6 +97,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--langevin-steps', type=int, default=10, help='CoopInit K')
   p.add_argument('--log-every', type=int, default=50)
   p.add_argument(
+    '--checkpoint-every',
+    type=int,
+    default=100,
+    help='iterations between checkpoints when --eval-every is 0 (else at every evaluation)',
+  )
+  p.add_argument(
     '--eval-every',
     type=int,
     default=0,
@@ -108,7 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     raise SystemExit(f'--seeds must be a comma list of ints, got {args.seeds!r}.') from None
   if not args.seed_list:
     raise SystemExit('--seeds is empty; e.g. --seeds 0,1,2.')
-  for name in ('steps', 'batch_size', 'width', 'n_blocks', 'd_width', 'd_layers', 'log_every'):
+  names = ('steps', 'batch_size', 'width', 'n_blocks', 'd_width', 'd_layers', 'log_every')
+  for name in (*names, 'checkpoint_every'):
     if getattr(args, name) < 1:
       raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}.')
   if args.init_gain != 'flax':
@@ -199,10 +208,8 @@ def build(args, seed: int):
   return g_module, step, state
 
 
-def train_and_score(args, seed: int, test: dict, extractors: dict) -> dict:
-  train = mnist_translation.load_task('train', args.data_dir)
-  g_module, step, state = build(args, seed)
-  batches = mnist_translation.translation_batches(train, args.batch_size, seed=seed)
+def scorer(g_module, test: dict, extractors: dict):
+  """``score(params)``: the scores of ``G(test-A)`` (``fid_b``, ``content_acc``, ``fid_b_bclf``)."""
 
   def score(params) -> dict:
     translated = tr_metrics.translate(g_module, params, test['source'])
@@ -212,25 +219,54 @@ def train_and_score(args, seed: int, test: dict, extractors: dict) -> dict:
       'fid_b_bclf': tr_metrics.fid(extractors['b'], translated, test['target']),
     }
 
-  curve, train_seconds = [], 0.0
+  return score
+
+
+def train_and_score(args, seed: int, score_of, checkpoints: Path) -> dict:
+  """Trains one seed and scores it (``score_of(g_module)`` gives ``score(params)``).
+
+  A checkpoint (state, curve so far, training seconds) is saved in ``checkpoints`` at every
+  evaluation (every ``--checkpoint-every`` iterations without evaluations), and a restarted run
+  continues from the newest one on the same batches; the directory is removed at the end.
+  """
+  train = mnist_translation.load_task('train', args.data_dir)
+  g_module, step, state = build(args, seed)
+  score = score_of(g_module)
+  batches = mnist_translation.translation_batches(train, args.batch_size, seed=seed)
+  every = args.eval_every or args.checkpoint_every
+  ckpts = LoopCheckpoints(checkpoints)
+  state, progress, start = ckpts.restore(state, {'curve': [], 'train_seconds': 0.0})
+  curve, train_seconds = progress['curve'], progress['train_seconds']
+  if start:
+    for _ in range(start):
+      next(batches)
+    print(f'  [seed {seed}] resumed at iteration {start} from {checkpoints}', flush=True)
   t0 = time.perf_counter()
-  for i in range(args.steps):
-    batch = next(batches)
-    state, metrics = step(state, {'image': batch['image'], 'latent': batch['latent']})
-    if (i + 1) % args.log_every == 0 or i + 1 == args.steps:
-      shown = {k: round(float(v), 4) for k, v in metrics.items()}
-      print(f'  [seed {seed}] iter {i + 1:5d} {shown} {time.perf_counter() - t0:.1f}s', flush=True)
-    if args.eval_every and (i + 1) % args.eval_every == 0 and i + 1 < args.steps:
-      jax.block_until_ready(state)
-      train_seconds += time.perf_counter() - t0
-      curve.append({'step': i + 1, **score(state.g.params)})
-      print(f'  [seed {seed}] iter {i + 1:5d} scores {curve[-1]}', flush=True)
-      t0 = time.perf_counter()
-  jax.block_until_ready(state)
+  try:
+    for i in range(start, args.steps):
+      batch = next(batches)
+      state, metrics = step(state, {'image': batch['image'], 'latent': batch['latent']})
+      if (i + 1) % args.log_every == 0 or i + 1 == args.steps:
+        shown = {k: round(float(v), 4) for k, v in metrics.items()}
+        print(
+          f'  [seed {seed}] iter {i + 1:5d} {shown} {time.perf_counter() - t0:.1f}s', flush=True
+        )
+      if (i + 1) % every == 0 and i + 1 < args.steps:
+        jax.block_until_ready(state)
+        train_seconds += time.perf_counter() - t0
+        if args.eval_every:
+          curve.append({'step': i + 1, **score(state.g.params)})
+          print(f'  [seed {seed}] iter {i + 1:5d} scores {curve[-1]}', flush=True)
+        ckpts.save(i + 1, state, {'curve': curve, 'train_seconds': train_seconds})
+        t0 = time.perf_counter()
+    jax.block_until_ready(state)
+  finally:
+    ckpts.close()
   wall = train_seconds + time.perf_counter() - t0
   final = score(state.g.params)
   if args.eval_every:
     curve.append({'step': args.steps, **final})
+  ckpts.remove()
   return {
     **final,
     'curve': curve,
@@ -299,7 +335,8 @@ def main(argv=None) -> dict:
         runs.append(run)
         continue
     print(f'seed {seed}: training ({config})', flush=True)
-    scores = train_and_score(args, seed, test, extractors)
+    checkpoints = path.with_name(path.stem.replace('run_', 'checkpoints_', 1))
+    scores = train_and_score(args, seed, lambda g: scorer(g, test, extractors), checkpoints)
     run = {
       'config': config,
       'scores': scores,

@@ -385,3 +385,46 @@ def test_bad_arguments_are_refused_before_tracing(kwargs, match, one_stage):
   builder = distill.one_stage_distill_step if one_stage else distill.two_stage_distill_step
   with pytest.raises(ValueError, match=match):
     builder(g_apply, s_apply, t_apply, t_vars, optax.identity(), optax.identity(), **args)
+
+
+def test_dfad_script_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+  from experiments import dfad_mnist
+  from jaxgan.models.classifier import LeNet5Half
+
+  argv = '--iters 6 --eval-every 2 --batch-size 4 --nz 8 --ngf 4 --schedules two_stage:2'.split()
+  args = dfad_mnist.parse_args([*argv, '--workdir', str(tmp_path / 'ckpt')])
+  teacher = LeNet5Half()
+  teacher_params = teacher.init(jax.random.PRNGKey(3), jnp.zeros((1, 28, 28, 1)))['params']
+  rng = np.random.default_rng(0)
+  test = {'image': rng.uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)}
+  test['label'] = rng.integers(0, 10, 16)
+  accuracy = dfad_mnist.classifier_accuracy
+  calls = []
+
+  def scored(module, params, images, labels):
+    calls.append(1)
+    if len(calls) == crash_at:
+      raise KeyboardInterrupt('killed')
+    # a function of every student parameter, so equal values mean equal students
+    return accuracy(module, params, images, labels) + float(
+      sum(jnp.abs(x).sum() for x in jax.tree.leaves(params))
+    )
+
+  monkeypatch.setattr(dfad_mnist, 'classifier_accuracy', scored)
+
+  def run():
+    return dfad_mnist.train(args, 'two_stage:2', 'two_stage', 2, teacher, teacher_params, test)[0]
+
+  crash_at = None
+  straight = run()
+  assert not any((tmp_path / 'ckpt').iterdir())  # a finished run leaves no checkpoint
+  calls.clear()
+  crash_at = 2  # killed at iteration 4, after the checkpoint at iteration 2
+  with pytest.raises(KeyboardInterrupt):
+    run()
+  calls.clear()
+  crash_at = None
+  resumed = run()
+  assert 'resumed at iteration 2' in capsys.readouterr().out
+  assert len(calls) == 2  # iterations 4 and 6
+  assert resumed['curve'] == straight['curve']

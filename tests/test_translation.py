@@ -480,3 +480,48 @@ def test_translate_script_rejects_a_decay_fraction_outside_0_1():
   with pytest.raises(SystemExit, match=r'--lr-decay-from must be in \[0, 1\].*got 2.0'):
     translate_mnist.parse_args(['--lr-decay-from', '2'])
   assert translate_mnist.parse_args([]).lr_decay_from == 0.5
+
+
+def test_translate_script_resumes_from_its_checkpoint_on_the_same_batches(tmp_path, monkeypatch):
+  from experiments import translate_mnist
+
+  args = translate_mnist.parse_args(
+    '--steps 6 --eval-every 2 --batch-size 4 --width 4 --n-blocks 1 --d-width 4 --d-layers 1 '
+    '--num-patches 8 --coopinit 1 --t_init 1 --log-every 6'.split()
+  )
+
+  def score_of(g_module):
+    del g_module
+    return lambda params: {'fid_b': float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(params)))}
+
+  g, step, fresh = translate_mnist.build(args, 0)  # compiled once, shared by the runs
+
+  def run(name, crash_at=None):
+    calls = []
+
+    def counting_build(args, seed):
+      del args, seed
+      state = fresh
+
+      def counted(state, batch):
+        calls.append(1)
+        if len(calls) == crash_at:
+          raise KeyboardInterrupt('killed')
+        return step(state, batch)
+
+      return g, counted, state
+
+    monkeypatch.setattr(translate_mnist, 'build', counting_build)
+    try:
+      return translate_mnist.train_and_score(args, 0, score_of, tmp_path / name), len(calls)
+    except KeyboardInterrupt:
+      return None, len(calls)
+
+  straight, n = run('a')
+  assert n == 6 and not (tmp_path / 'a').exists()  # checkpoints removed at the end
+  assert run('b', crash_at=5) == (None, 5)  # killed after the checkpoint at iteration 4
+  resumed, n = run('b')
+  assert n == 2  # iterations 5 and 6 only
+  assert [c['step'] for c in resumed['curve']] == [2, 4, 6]
+  assert resumed['curve'] == straight['curve']
+  assert resumed['fid_b'] == straight['fid_b']
