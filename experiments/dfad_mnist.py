@@ -27,7 +27,6 @@ Run: ``python -m experiments.dfad_mnist [--iters 300]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ import jax
 import numpy as np
 import optax
 
-from experiments.loop_checkpoints import LoopCheckpoints
+from experiments.loop_checkpoints import LoopCheckpoints, settings_digest
 from jaxgan import distill
 from jaxgan.game import make_apply
 from jaxgan.metrics import mnist as mnist_metrics
@@ -163,9 +162,8 @@ def build(args, teacher_module, teacher_params, schedule: str, k: int):
 
 def checkpoint_dir(args, label: str) -> Path:
   """Where the run of schedule ``label`` with these settings keeps its checkpoints."""
-  settings = {k: v for k, v in vars(args).items() if k not in ('json', 'workdir', 'runs')}
-  settings.pop('bench_rounds')
-  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+  skip = ('json', 'workdir', 'runs', 'bench_rounds')
+  digest = settings_digest({k: v for k, v in vars(args).items() if k not in skip})
   return Path(args.workdir) / f'{label.replace(":", "")}_seed{args.seed}_{digest}'
 
 

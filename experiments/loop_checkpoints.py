@@ -6,11 +6,18 @@ Saved with :class:`jaxgan.checkpoint.RunCheckpointer` (atomic, asynchronous, one
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from jaxgan import checkpoint
+
+
+def settings_digest(settings: dict) -> str:
+  """A short name for a run's settings (JSON values), to key its files by them."""
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 class LoopCheckpoints:

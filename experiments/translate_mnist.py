@@ -33,7 +33,6 @@ Run: ``python -m experiments.translate_mnist --seeds 0,1,2 --steps 400 --coopini
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.loop_checkpoints import LoopCheckpoints
+from experiments.loop_checkpoints import LoopCheckpoints, settings_digest
 from experiments.timing import machine
 from jaxgan import coopinit
 from jaxgan import translation as tr
@@ -168,7 +167,7 @@ def run_config(args, seed: int) -> dict:
 
 
 def run_path(workdir: Path, config: dict) -> Path:
-  digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+  digest = settings_digest(config)
   tag = f'coop{config["coopinit"]}_t{config.get("t_init", 0)}_steps{config["steps"]}'
   return workdir / f'run_{tag}_seed{config["seed"]}_{digest}.json'
 
